@@ -1,0 +1,3 @@
+"""Websocket routes, the Channels counterpart of urls.py."""
+
+websocket_urlpatterns = []
