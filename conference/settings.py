@@ -249,3 +249,21 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
 }
+
+# --- Calls -----------------------------------------------------------------------------------------
+# STUN servers browsers use to find their public address; empty means host candidates only.
+ICE_STUN_URLS = env_list("ICE_STUN_URLS", [])
+# TURN servers (coturn with use-auth-secret), e.g. turn:turn.example.com:3478?transport=udp
+TURN_URLS = env_list("TURN_URLS", [])
+# The static-auth-secret shared with coturn; credentials handed to browsers are HMACs of it.
+TURN_SECRET = os.environ.get("TURN_SECRET", "")
+# How long a TURN credential handed to a browser stays valid, in seconds.
+TURN_CREDENTIAL_LIFETIME = env_int("TURN_CREDENTIAL_LIFETIME", 4 * 3600)
+# Hard limit on people in one call; a room's own limit cannot exceed it.
+ROOM_MAX_PARTICIPANTS_LIMIT = 12
+# Signaling: messages a connection may send per second (bursts up to the bucket size).
+SIGNALING_RATE_PER_SECOND = env_int("SIGNALING_RATE_PER_SECOND", 50)
+SIGNALING_RATE_BURST = env_int("SIGNALING_RATE_BURST", 200)
+# A peer that has not been heard from (any message, or its process's heartbeat) for this many
+# seconds is reported as left.
+SIGNALING_PRESENCE_TTL = env_int("SIGNALING_PRESENCE_TTL", 30)
