@@ -1,3 +1,4 @@
+import secrets
 import zoneinfo
 
 from django.contrib.auth.models import AbstractUser
@@ -9,6 +10,10 @@ from django.utils.translation import gettext_lazy as _
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(_("%(value)s is not a known time zone."), params={"value": value})
+
+
+def new_calendar_feed_key() -> str:
+    return secrets.token_hex(16)
 
 
 class User(AbstractUser):
@@ -26,6 +31,10 @@ class User(AbstractUser):
         default="UTC",
         validators=[validate_time_zone],
         help_text=_("Meeting times are shown to you in this time zone."),
+    )
+    # Part of what the private calendar feed URL signs; replacing it retires the old URL.
+    calendar_feed_key = models.CharField(
+        max_length=32, default=new_calendar_feed_key, editable=False
     )
 
     class Meta(AbstractUser.Meta):

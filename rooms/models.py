@@ -1,0 +1,388 @@
+import hashlib
+import secrets
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import validate_time_zone
+
+
+def hash_token(token: str) -> str:
+    """Return the stored form of a secret token: its SHA-256, never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Role(models.TextChoices):
+    HOST = "host", _("Host")
+    COHOST = "cohost", _("Co-host")
+    PARTICIPANT = "participant", _("Participant")
+
+
+class Room(models.Model):
+    class Access(models.TextChoices):
+        MEMBERS = "members", _("Any signed-in user with the link")
+        INVITED = "invited", _("Only invited people")
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_rooms"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    slug = models.SlugField(_("address"), max_length=60, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    access = models.CharField(
+        _("who may join"), max_length=10, choices=Access.choices, default=Access.INVITED
+    )
+    lobby_enabled = models.BooleanField(
+        _("lobby"),
+        default=False,
+        help_text=_("People who were not personally invited wait until a host admits them."),
+    )
+    locked = models.BooleanField(
+        _("locked"), default=False, help_text=_("Nobody but hosts can join a locked room.")
+    )
+    max_participants = models.PositiveSmallIntegerField(
+        _("maximum participants"),
+        default=6,
+        validators=[MinValueValidator(2), MaxValueValidator(12)],
+        help_text=_(
+            "At most 12. Calls are peer-to-peer (a mesh): video stays good up to about six people."
+        ),
+    )
+    opens_minutes_before = models.PositiveSmallIntegerField(
+        _("opens minutes before"),
+        default=10,
+        validators=[MaxValueValidator(240)],
+        help_text=_("How many minutes before a meeting starts people may join."),
+    )
+    co_hosts = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="co_hosted_rooms", verbose_name=_("co-hosts")
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_participants__gte=2, max_participants__lte=12),
+                name="room_max_participants_2_to_12",
+            ),
+            models.CheckConstraint(
+                condition=Q(opens_minutes_before__lte=240), name="room_opens_at_most_4h_before"
+            ),
+            models.CheckConstraint(
+                condition=Q(access__in=["members", "invited"]), name="room_access_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("rooms:detail", kwargs={"slug": self.slug})
+
+    def get_call_url(self):
+        return reverse("rooms:call", kwargs={"slug": self.slug})
+
+    def is_host(self, user) -> bool:
+        """Return whether this user is the owner or a co-host (not counting invitations)."""
+        if not user.is_authenticated:
+            return False
+        return user.pk == self.owner_id or self.co_hosts.filter(pk=user.pk).exists()
+
+
+class Meeting(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="meetings")
+    title = models.CharField(_("title"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    starts_at = models.DateTimeField(_("starts at"))
+    ends_at = models.DateTimeField(_("ends at"))
+    time_zone = models.CharField(_("time zone"), max_length=64, validators=[validate_time_zone])
+    recurrence = models.CharField(
+        _("recurrence"),
+        max_length=200,
+        blank=True,
+        help_text=_("An RFC 5545 RRULE, expanded in the meeting's own time zone."),
+    )
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    sequence = models.PositiveIntegerField(default=0, editable=False)
+    cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["starts_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=F("starts_at")), name="meeting_ends_after_start"
+            ),
+        ]
+
+    def __str__(self):
+        return self.title
+
+    def get_absolute_url(self):
+        return reverse("rooms:meeting", kwargs={"slug": self.room.slug, "pk": self.pk})
+
+    @property
+    def duration(self):
+        return self.ends_at - self.starts_at
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancelled_at is not None
+
+
+class CancelledOccurrence(models.Model):
+    """One occurrence of a recurring meeting that will not take place."""
+
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="cancellations")
+    starts_at = models.DateTimeField(_("original start"))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["starts_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meeting", "starts_at"], name="cancelled_occurrence_unique"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.meeting} @ {self.starts_at:%Y-%m-%d %H:%M %Z}"
+
+
+class InvitationQuerySet(models.QuerySet):
+    def usable(self, at=None):
+        """Keep the invitations that are neither revoked nor expired nor used up."""
+        at = at or timezone.now()
+        return self.filter(
+            Q(revoked_at__isnull=True),
+            Q(expires_at__isnull=True) | Q(expires_at__gt=at),
+            Q(max_uses__isnull=True) | Q(use_count__lt=F("max_uses")),
+        )
+
+    def valid(self, at=None):
+        """Keep the invitations that still grant access to those who redeemed them."""
+        at = at or timezone.now()
+        return self.filter(
+            Q(revoked_at__isnull=True), Q(expires_at__isnull=True) | Q(expires_at__gt=at)
+        )
+
+
+class Invitation(models.Model):
+    """
+    An invitation to a room, or to one meeting in it.
+
+    Addressed to a user and/or an email address, or an open link when neither is set. Only the
+    token's hash is stored: the link is shown once, when it is made, and sent by email.
+    """
+
+    class Rsvp(models.TextChoices):
+        PENDING = "pending", _("No answer yet")
+        ACCEPTED = "accepted", _("Accepted")
+        TENTATIVE = "tentative", _("Maybe")
+        DECLINED = "declined", _("Declined")
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="invitations")
+    meeting = models.ForeignKey(
+        Meeting, on_delete=models.CASCADE, null=True, blank=True, related_name="invitations"
+    )
+    email = models.EmailField(_("email"), blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="invitations",
+    )
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    role = models.CharField(
+        _("role"),
+        max_length=12,
+        choices=[(Role.PARTICIPANT, Role.PARTICIPANT.label), (Role.COHOST, Role.COHOST.label)],
+        default=Role.PARTICIPANT,
+    )
+    allow_guests = models.BooleanField(
+        _("guests without an account"),
+        default=False,
+        help_text=_("Whoever has the link may join with just a display name."),
+    )
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    max_uses = models.PositiveIntegerField(
+        _("use limit"), null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    use_count = models.PositiveIntegerField(default=0, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rsvp = models.CharField(_("RSVP"), max_length=10, choices=Rsvp.choices, default=Rsvp.PENDING)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_uses__isnull=True) | Q(use_count__lte=F("max_uses")),
+                name="invitation_uses_within_limit",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_uses__isnull=True) | Q(max_uses__gte=1),
+                name="invitation_max_uses_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=["participant", "cohost"]), name="invitation_role_valid"
+            ),
+        ]
+
+    def __str__(self):
+        target = self.user or self.email or _("open link")
+        return f"{self.room}: {target}"
+
+    @staticmethod
+    def new_token() -> str:
+        return secrets.token_urlsafe(32)
+
+    def set_token(self, token: str) -> None:
+        self.token_hash = hash_token(token)
+
+    @property
+    def is_link(self) -> bool:
+        return self.user_id is None and not self.email
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, at=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (at or timezone.now())
+
+    @property
+    def is_used_up(self) -> bool:
+        return self.max_uses is not None and self.use_count >= self.max_uses
+
+    def is_valid(self, at=None) -> bool:
+        return not self.is_revoked and not self.is_expired(at)
+
+    def addresses(self, user) -> bool:
+        """Return whether this invitation is personally addressed to this user."""
+        if not user.is_authenticated:
+            return False
+        if self.user_id is not None:
+            return self.user_id == user.pk
+        return bool(self.email) and self.email.lower() == (user.email or "").lower()
+
+
+class Guest(models.Model):
+    """A person without an account, in by an invitation link and bound to a browser session."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    invitation = models.ForeignKey(Invitation, on_delete=models.CASCADE, related_name="guests")
+    name = models.CharField(_("display name"), max_length=80)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def room(self) -> Room:
+        return self.invitation.room
+
+
+class Redemption(models.Model):
+    """A signed-in user who used an invitation link: from then on an invitee."""
+
+    invitation = models.ForeignKey(Invitation, on_delete=models.CASCADE, related_name="redemptions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="redemptions"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["invitation", "user"], name="redemption_once_per_user"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} via {self.invitation}"
+
+
+class Ban(models.Model):
+    """Someone kicked out of a room: kept out until the ban expires (or for good when it never does)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="bans")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    guest = models.ForeignKey(Guest, on_delete=models.CASCADE, null=True, blank=True)
+    expires_at = models.DateTimeField(_("until"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, guest__isnull=True)
+                | Q(user__isnull=True, guest__isnull=False),
+                name="ban_user_xor_guest",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.user or self.guest} banned from {self.room}"
+
+
+class Attendance(models.Model):
+    """Who was in which room (and meeting occurrence), from when to when."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="attendances")
+    meeting = models.ForeignKey(
+        Meeting, on_delete=models.SET_NULL, null=True, blank=True, related_name="attendances"
+    )
+    occurrence_starts_at = models.DateTimeField(_("occurrence"), null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="attendances",
+    )
+    guest = models.ForeignKey(Guest, on_delete=models.SET_NULL, null=True, blank=True)
+    name = models.CharField(_("name"), max_length=150)
+    role = models.CharField(_("role"), max_length=12, choices=Role.choices)
+    joined_at = models.DateTimeField(_("joined"), default=timezone.now)
+    left_at = models.DateTimeField(_("left"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-joined_at"]
+        verbose_name_plural = _("attendance")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(left_at__isnull=True) | Q(left_at__gte=F("joined_at")),
+                name="attendance_leaves_after_joining",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} in {self.room}"
+
+    @property
+    def duration(self):
+        return self.left_at - self.joined_at if self.left_at else None

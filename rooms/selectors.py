@@ -1,0 +1,254 @@
+"""
+Reads, including the one rule that answers "may this person join this room now, and as what".
+
+The call page and the signaling consumer both ask `join_decision`; nothing else repeats the rule.
+"""
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.db.models import Prefetch, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from rooms.models import Ban, CancelledOccurrence, Guest, Invitation, Meeting, Role, Room
+from rooms.recurrence import Occurrence, cancelled_starts, occurrence_starts
+
+NOT_SIGNED_IN = "not-signed-in"
+NOT_ALLOWED = "not-allowed"
+NO_SUCH_ROOM = "no-such-room"
+LOCKED = "locked"
+TOO_EARLY = "too-early"
+KICKED = "kicked"
+MEETING_OVER = "meeting-over"
+
+
+@dataclass(frozen=True)
+class JoinDecision:
+    """The answer of the access rule; `code` names the reason when `allowed` is false."""
+
+    allowed: bool
+    code: str = ""
+    message: str = ""
+    role: str = ""
+    lobby: bool = False
+    occurrence: Occurrence | None = None
+    opens_at: dt.datetime | None = None
+    name: str = ""
+
+    @property
+    def is_host(self) -> bool:
+        return self.role in (Role.HOST, Role.COHOST)
+
+
+@dataclass
+class Grant:
+    """What a person's relation to a room gives them, before the lock and the clock."""
+
+    role: str = ""
+    personally_invited: bool = False
+    all_meetings: bool = False
+    meeting_ids: set[int] = field(default_factory=set)
+
+    def covers(self, meeting: Meeting) -> bool:
+        return self.all_meetings or meeting.pk in self.meeting_ids
+
+
+def refuse(code: str, message: str, **extra) -> JoinDecision:
+    return JoinDecision(allowed=False, code=code, message=message, **extra)
+
+
+def join_decision(
+    room: Room | None, *, user=None, guest: Guest | None = None, at: dt.datetime | None = None
+) -> JoinDecision:
+    """
+    Decide whether a user or guest may join a room at an instant, and in what role.
+
+    Owners and co-hosts are hosts and may join any time, even a locked room. Everyone else needs
+    an invitation (or, in a room open to members, an account), must not be banned, finds the room
+    unlocked, and comes inside the join window of a meeting their invitation covers: from the
+    room's opening minutes before an occurrence starts until it ends. A room with no meetings is
+    open whenever access allows. Where the lobby is on, all but the personally invited wait there.
+    """
+    at = at or timezone.now()
+    if room is None:
+        return refuse(NO_SUCH_ROOM, _("There is no such room."))
+    signed_in = user is not None and user.is_authenticated
+    if guest is not None and not signed_in:
+        grant, name = guest_grant(room, guest, at), guest.name
+    elif signed_in:
+        grant, name = user_grant(room, user, at), user.get_display_name()
+    else:
+        return refuse(NOT_SIGNED_IN, _("Sign in, or open your invitation link, to join this call."))
+
+    if is_banned(room, user=user if signed_in else None, guest=guest, at=at):
+        return refuse(KICKED, _("A host removed you from this call."))
+    if not grant.role:
+        return refuse(NOT_ALLOWED, _("You are not invited to this room."))
+    is_host = grant.role in (Role.HOST, Role.COHOST)
+    if room.locked and not is_host:
+        return refuse(LOCKED, _("This room is locked. Ask a host to unlock it."))
+
+    window = join_window(room, grant, at)
+    if not is_host and not window.open:
+        if window.opens_at is not None:
+            return refuse(
+                TOO_EARLY,
+                _("This meeting opens at %(time)s.") % {"time": window.opens_at.isoformat()},
+                opens_at=window.opens_at,
+            )
+        return refuse(MEETING_OVER, _("This meeting is over."))
+    lobby = room.lobby_enabled and not is_host and not grant.personally_invited
+    return JoinDecision(
+        allowed=True,
+        role=grant.role,
+        lobby=lobby,
+        occurrence=window.occurrence,
+        opens_at=window.opens_at,
+        name=name,
+    )
+
+
+def user_grant(room: Room, user, at: dt.datetime) -> Grant:
+    if user.pk == room.owner_id:
+        return Grant(role=Role.HOST, personally_invited=True, all_meetings=True)
+    if room.co_hosts.filter(pk=user.pk).exists():
+        return Grant(role=Role.COHOST, personally_invited=True, all_meetings=True)
+    grant = Grant(all_meetings=room.access == Room.Access.MEMBERS)
+    for invitation in invitations_of(user).filter(room=room).valid(at):
+        personal = invitation.addresses(user)
+        grant.personally_invited |= personal
+        if invitation.role == Role.COHOST:
+            grant.role = Role.COHOST
+            grant.all_meetings = True
+        elif not grant.role:
+            grant.role = Role.PARTICIPANT
+        if invitation.meeting_id is None:
+            grant.all_meetings = True
+        else:
+            grant.meeting_ids.add(invitation.meeting_id)
+    if room.access == Room.Access.MEMBERS and not grant.role:
+        grant.role = Role.PARTICIPANT
+    return grant
+
+
+def guest_grant(room: Room, guest: Guest, at: dt.datetime) -> Grant:
+    invitation = guest.invitation
+    if invitation.room_id != room.pk or not invitation.allow_guests or not invitation.is_valid(at):
+        return Grant()
+    return Grant(
+        role=Role.PARTICIPANT,
+        all_meetings=invitation.meeting_id is None,
+        meeting_ids={invitation.meeting_id} if invitation.meeting_id else set(),
+    )
+
+
+def invitations_of(user):
+    """Return the invitations addressed to a user (by account or email) or redeemed by them."""
+    addressed = Q(user=user) | Q(redemptions__user=user)
+    if user.email:
+        addressed |= Q(user__isnull=True, email__iexact=user.email)
+    return Invitation.objects.filter(addressed).distinct()
+
+
+def is_banned(room: Room, *, user=None, guest: Guest | None = None, at: dt.datetime) -> bool:
+    if user is None and guest is None:
+        return False
+    if user is not None and user.pk == room.owner_id:
+        return False
+    person = Q(user=user) if user is not None else Q(guest=guest)
+    return (
+        Ban.objects.filter(person, room=room)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
+        .exists()
+    )
+
+
+@dataclass(frozen=True)
+class Window:
+    open: bool
+    occurrence: Occurrence | None = None
+    opens_at: dt.datetime | None = None
+
+
+def join_window(room: Room, grant: Grant, at: dt.datetime) -> Window:
+    """Find the occurrence whose join window holds `at`, or else when the next window opens."""
+    meetings = list(active_meetings(room))
+    if not meetings:
+        return Window(open=True)
+    lead = dt.timedelta(minutes=room.opens_minutes_before)
+    next_opening = None
+    for meeting in meetings:
+        if not grant.covers(meeting):
+            continue
+        occurrence = next_occurrence(meeting, at)
+        if occurrence is None:
+            continue
+        opens_at = occurrence.starts_at - lead
+        if opens_at <= at:
+            return Window(open=True, occurrence=occurrence, opens_at=opens_at)
+        if next_opening is None or opens_at < next_opening:
+            next_opening = opens_at
+    return Window(open=False, opens_at=next_opening)
+
+
+def active_meetings(room: Room):
+    return room.meetings.filter(cancelled_at__isnull=True).prefetch_related(
+        Prefetch("cancellations", queryset=CancelledOccurrence.objects.only("meeting", "starts_at"))
+    )
+
+
+def next_occurrence(meeting: Meeting, at: dt.datetime) -> Occurrence | None:
+    """Return the meeting's first occurrence that has not ended at `at` and is not cancelled."""
+    cancelled = cancelled_starts(meeting)
+    for start in occurrence_starts(meeting, after=at):
+        if start not in cancelled:
+            return Occurrence(meeting=meeting, starts_at=start, ends_at=start + meeting.duration)
+    return None
+
+
+def rooms_of(user):
+    """Return the rooms a user owns, co-hosts or holds a valid invitation to."""
+    invited_room_ids = invitations_of(user).valid().values("room_id")
+    return (
+        Room.objects.filter(Q(owner=user) | Q(co_hosts=user) | Q(pk__in=invited_room_ids))
+        .distinct()
+        .select_related("owner")
+    )
+
+
+def visible_meetings(user):
+    """
+    Return the meetings a user hosts or is invited to, cancelled ones included.
+
+    An invitation to one meeting shows only that meeting; an invitation to a room shows all of the
+    room's meetings.
+    """
+    invitations = invitations_of(user).valid()
+    room_wide = invitations.filter(meeting__isnull=True).values("room_id")
+    single = invitations.filter(meeting__isnull=False).values("meeting_id")
+    return (
+        Meeting.objects.filter(
+            Q(room__owner=user)
+            | Q(room__co_hosts=user)
+            | Q(room__in=room_wide)
+            | Q(pk__in=single)
+        )
+        .distinct()
+        .select_related("room")
+        .prefetch_related("cancellations")
+        .order_by("starts_at")
+    )
+
+
+def upcoming_occurrences(user, *, start: dt.datetime, end: dt.datetime) -> list[Occurrence]:
+    """Return the occurrences running between two instants of the meetings a user can see."""
+    found = []
+    for meeting in visible_meetings(user).filter(cancelled_at__isnull=True):
+        cancelled = cancelled_starts(meeting)
+        found.extend(
+            Occurrence(meeting=meeting, starts_at=begins, ends_at=begins + meeting.duration)
+            for begins in occurrence_starts(meeting, after=start, before=end)
+            if begins not in cancelled
+        )
+    return sorted(found, key=lambda occurrence: occurrence.starts_at)

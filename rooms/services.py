@@ -1,0 +1,339 @@
+"""
+Writes. Every function is keyword-only, atomic, validates before saving, and sends its emails and
+live-call notices only once the transaction has committed.
+"""
+
+import datetime as dt
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+
+from rooms import emails, live
+from rooms.models import (
+    Attendance,
+    Ban,
+    CancelledOccurrence,
+    Guest,
+    Invitation,
+    Meeting,
+    Redemption,
+    Role,
+    Room,
+    hash_token,
+)
+from rooms.recurrence import is_occurrence_start
+
+ROOM_FIELDS = [
+    "name",
+    "description",
+    "access",
+    "lobby_enabled",
+    "locked",
+    "max_participants",
+    "opens_minutes_before",
+]
+MEETING_FIELDS = ["title", "description", "starts_at", "ends_at", "time_zone", "recurrence"]
+
+
+def unique_slug(name: str) -> str:
+    base = slugify(name)[:40] or "room"
+    while True:
+        slug = f"{base}-{secrets.token_hex(3)}"
+        if not Room.objects.filter(slug=slug).exists():
+            return slug
+
+
+@transaction.atomic
+def room_create(*, owner, name: str, **fields) -> Room:
+    room = Room(owner=owner, name=name, slug=unique_slug(name), **fields)
+    room.full_clean()
+    room.save()
+    return room
+
+
+@transaction.atomic
+def room_update(*, room: Room, **fields) -> Room:
+    was_locked = room.locked
+    for name, value in fields.items():
+        if name not in ROOM_FIELDS:
+            raise TypeError(f"room_update() cannot change {name!r}")
+        setattr(room, name, value)
+    room.full_clean()
+    room.save(update_fields=[*fields, "updated_at"])
+    if room.locked != was_locked:
+        transaction.on_commit(lambda: live.room_locked(room.slug, locked=room.locked))
+    return room
+
+
+@transaction.atomic
+def room_set_locked(*, room: Room, locked: bool) -> Room:
+    return room_update(room=room, locked=locked)
+
+
+@transaction.atomic
+def room_delete(*, room: Room) -> None:
+    slug = room.slug
+    meetings = list(room.meetings.filter(cancelled_at__isnull=True))
+    for meeting in meetings:
+        meeting_cancel(meeting=meeting)
+    room.delete()
+    transaction.on_commit(lambda: live.call_end(slug))
+
+
+def call_end(*, room: Room) -> None:
+    """Disconnect everyone in the room's live call."""
+    transaction.on_commit(lambda: live.call_end(room.slug))
+
+
+@transaction.atomic
+def co_host_add(*, room: Room, user) -> None:
+    if user.pk == room.owner_id:
+        raise ValidationError(_("The owner is already a host."))
+    room.co_hosts.add(user)
+
+
+@transaction.atomic
+def co_host_remove(*, room: Room, user) -> None:
+    room.co_hosts.remove(user)
+
+
+@transaction.atomic
+def meeting_schedule(
+    *,
+    room: Room,
+    title: str,
+    starts_at: dt.datetime,
+    ends_at: dt.datetime,
+    time_zone: str,
+    description: str = "",
+    recurrence: str = "",
+    created_by=None,
+) -> Meeting:
+    meeting = Meeting(
+        room=room,
+        title=title,
+        description=description,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        time_zone=time_zone,
+        recurrence=recurrence,
+        created_by=created_by,
+    )
+    validate_meeting(meeting)
+    meeting.save()
+    return meeting
+
+
+@transaction.atomic
+def meeting_update(*, meeting: Meeting, **fields) -> Meeting:
+    """Change a meeting, raise its SEQUENCE, and send invitees the updated event."""
+    meeting = Meeting.objects.select_for_update().get(pk=meeting.pk)
+    for name, value in fields.items():
+        if name not in MEETING_FIELDS:
+            raise TypeError(f"meeting_update() cannot change {name!r}")
+        setattr(meeting, name, value)
+    validate_meeting(meeting)
+    meeting.sequence = F("sequence") + 1
+    meeting.save(update_fields=[*fields, "sequence", "updated_at"])
+    meeting.refresh_from_db()
+    transaction.on_commit(lambda: emails.send_meeting_update(meeting))
+    return meeting
+
+
+@transaction.atomic
+def meeting_cancel(*, meeting: Meeting) -> Meeting:
+    """Cancel every occurrence of a meeting and send invitees the cancellation."""
+    meeting = Meeting.objects.select_for_update().get(pk=meeting.pk)
+    if meeting.is_cancelled:
+        return meeting
+    meeting.cancelled_at = timezone.now()
+    meeting.sequence = F("sequence") + 1
+    meeting.save(update_fields=["cancelled_at", "sequence", "updated_at"])
+    meeting.refresh_from_db()
+    transaction.on_commit(lambda: emails.send_meeting_cancellation(meeting))
+    return meeting
+
+
+@transaction.atomic
+def occurrence_cancel(*, meeting: Meeting, starts_at: dt.datetime) -> CancelledOccurrence:
+    """Cancel one occurrence of a recurring meeting; invitees get the event with its EXDATE."""
+    meeting = Meeting.objects.select_for_update().get(pk=meeting.pk)
+    if not is_occurrence_start(meeting, starts_at):
+        raise ValidationError(_("The meeting has no occurrence at that time."))
+    cancellation, created = CancelledOccurrence.objects.get_or_create(
+        meeting=meeting, starts_at=starts_at
+    )
+    if created:
+        Meeting.objects.filter(pk=meeting.pk).update(
+            sequence=F("sequence") + 1, updated_at=timezone.now()
+        )
+        meeting.refresh_from_db()
+        transaction.on_commit(lambda: emails.send_meeting_update(meeting))
+    return cancellation
+
+
+def validate_meeting(meeting: Meeting) -> None:
+    meeting.full_clean()
+    if meeting.ends_at <= meeting.starts_at:
+        raise ValidationError({"ends_at": _("A meeting must end after it starts.")})
+
+
+@transaction.atomic
+def invitation_create(
+    *,
+    room: Room,
+    created_by,
+    meeting: Meeting | None = None,
+    email: str = "",
+    user=None,
+    role: str = Role.PARTICIPANT,
+    allow_guests: bool = False,
+    expires_at: dt.datetime | None = None,
+    max_uses: int | None = None,
+) -> tuple[Invitation, str]:
+    """
+    Make an invitation and return it with its token, which is not stored and not shown again.
+
+    An invitation with an email address (or to a user who has one) is sent by email, with the
+    meeting's calendar event when it is for a meeting.
+    """
+    if meeting is not None and meeting.room_id != room.pk:
+        raise ValidationError({"meeting": _("That meeting is in another room.")})
+    if user is not None and not email:
+        email = user.email
+    token = Invitation.new_token()
+    invitation = Invitation(
+        room=room,
+        meeting=meeting,
+        email=email,
+        user=user,
+        role=role,
+        allow_guests=allow_guests,
+        expires_at=expires_at,
+        max_uses=max_uses,
+        created_by=created_by,
+    )
+    invitation.set_token(token)
+    invitation.full_clean()
+    invitation.save()
+    if invitation.email:
+        transaction.on_commit(lambda: emails.send_invitation(invitation, token))
+    return invitation, token
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation) -> Invitation:
+    if invitation.revoked_at is None:
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+    return invitation
+
+
+def invitation_for_token(token: str) -> Invitation | None:
+    return (
+        Invitation.objects.select_related("room", "meeting")
+        .filter(token_hash=hash_token(token))
+        .first()
+    )
+
+
+@transaction.atomic
+def invitation_redeem(
+    *, token: str, user=None, guest_name: str = ""
+) -> tuple[Invitation, Guest | None]:
+    """
+    Use an invitation link: a signed-in user becomes an invitee, anyone else a guest.
+
+    A use is counted with one conditional UPDATE, so concurrent requests cannot exceed the limit;
+    a user who already holds the invitation uses nothing.
+    """
+    invitation = invitation_for_token(token)
+    if invitation is None:
+        raise ValidationError(_("This invitation link is not valid."), code="invalid")
+    now = timezone.now()
+    if invitation.is_revoked:
+        raise ValidationError(_("This invitation was withdrawn."), code="revoked")
+    if invitation.is_expired(now):
+        raise ValidationError(_("This invitation has expired."), code="expired")
+
+    signed_in = user is not None and user.is_authenticated
+    if signed_in and (
+        invitation.addresses(user) or invitation.redemptions.filter(user=user).exists()
+    ):
+        return invitation, None
+    if not signed_in:
+        if not invitation.allow_guests:
+            raise ValidationError(_("Sign in to use this invitation."), code="sign_in")
+        guest = Guest(invitation=invitation, name=guest_name.strip())
+        guest.full_clean(exclude=["invitation"])
+
+    if not count_use(invitation, now):
+        raise ValidationError(_("This invitation has been used up."), code="used_up")
+    if signed_in:
+        try:
+            with transaction.atomic():
+                Redemption.objects.create(invitation=invitation, user=user)
+        except IntegrityError:
+            # The same user redeemed it a moment ago in another request.
+            Invitation.objects.filter(pk=invitation.pk).update(use_count=F("use_count") - 1)
+        return invitation, None
+    guest.save()
+    return invitation, guest
+
+
+def count_use(invitation: Invitation, now: dt.datetime) -> bool:
+    used = Invitation.objects.filter(
+        Q(max_uses__isnull=True) | Q(use_count__lt=F("max_uses")),
+        pk=invitation.pk,
+        revoked_at__isnull=True,
+    ).update(use_count=F("use_count") + 1)
+    return used == 1
+
+
+@transaction.atomic
+def invitation_rsvp(*, invitation: Invitation, answer: str) -> Invitation:
+    if answer not in Invitation.Rsvp.values:
+        raise ValidationError(_("Answer yes, maybe or no."))
+    invitation.rsvp = answer
+    invitation.save(update_fields=["rsvp"])
+    return invitation
+
+
+@transaction.atomic
+def ban_create(
+    *, room: Room, user=None, guest: Guest | None = None, expires_at=None, created_by=None
+) -> Ban:
+    if user is not None and user.pk == room.owner_id:
+        raise ValidationError(_("The room's owner cannot be removed from it."))
+    ban = Ban(room=room, user=user, guest=guest, expires_at=expires_at, created_by=created_by)
+    ban.full_clean()
+    ban.save()
+    return ban
+
+
+@transaction.atomic
+def attendance_start(*, room: Room, decision, user=None, guest: Guest | None = None) -> Attendance:
+    occurrence = decision.occurrence
+    attendance = Attendance(
+        room=room,
+        meeting=occurrence.meeting if occurrence else None,
+        occurrence_starts_at=occurrence.starts_at if occurrence else None,
+        user=user if user is not None and user.is_authenticated else None,
+        guest=guest,
+        name=decision.name,
+        role=decision.role,
+    )
+    attendance.save()
+    return attendance
+
+
+@transaction.atomic
+def attendance_end(*, attendance_id: int) -> None:
+    Attendance.objects.filter(pk=attendance_id, left_at__isnull=True).update(
+        left_at=timezone.now()
+    )
