@@ -4,6 +4,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The PostgreSQL server the concurrency tests run against (pytest-django makes its own test_ database).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 .PHONY: run test lint fmt install install-dev system-packages migrate superuser clean
 
@@ -45,7 +47,8 @@ fmt: install-dev
 	$(VENV)/bin/ruff format .
 
 test: install-dev system-packages lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not postgres"
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -m postgres
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

@@ -250,7 +250,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
 }
 
-# --- Calls -----------------------------------------------------------------------------------------
+# The site's public address, for links in emails and the UIDs of calendar events.
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# --- Calls ---------------------------------------------------------------------------------------
 # STUN servers browsers use to find their public address; empty means host candidates only.
 ICE_STUN_URLS = env_list("ICE_STUN_URLS", [])
 # TURN servers (coturn with use-auth-secret), e.g. turn:turn.example.com:3478?transport=udp

@@ -61,7 +61,10 @@ class Room(models.Model):
         help_text=_("How many minutes before a meeting starts people may join."),
     )
     co_hosts = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="co_hosted_rooms", verbose_name=_("co-hosts")
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="co_hosted_rooms",
+        verbose_name=_("co-hosts"),
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -114,7 +117,7 @@ class Meeting(models.Model):
     sequence = models.PositiveIntegerField(default=0, editable=False)
     cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -225,7 +228,7 @@ class Invitation(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     rsvp = models.CharField(_("RSVP"), max_length=10, choices=Rsvp.choices, default=Rsvp.PENDING)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -323,7 +326,7 @@ class Redemption(models.Model):
 
 
 class Ban(models.Model):
-    """Someone kicked out of a room: kept out until the ban expires (or for good when it never does)."""
+    """Someone kicked out of a room: kept out until the ban expires, or for good if never."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="bans")
     user = models.ForeignKey(

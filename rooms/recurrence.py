@@ -23,6 +23,8 @@ FREQUENCIES = {
     "monthly": "FREQ=MONTHLY",
 }
 MAX_COUNT = 500
+# Expansion stops here, well past five years of a daily meeting, whatever the stored rule says.
+MAX_EXPANDED = 2000
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,11 @@ def local_datetime(date: dt.date, time: dt.time, time_zone: str) -> dt.datetime:
             raise ValidationError(
                 _("%(time)s does not exist on %(date)s in %(zone)s: the clocks skip it."),
                 code="nonexistent_time",
-                params={"time": time.strftime("%H:%M"), "date": date.isoformat(), "zone": time_zone},
+                params={
+                    "time": time.strftime("%H:%M"),
+                    "date": date.isoformat(),
+                    "zone": time_zone,
+                },
             )
         raise ValidationError(
             _(
@@ -69,9 +75,7 @@ def local_datetime(date: dt.date, time: dt.time, time_zone: str) -> dt.datetime:
     return first
 
 
-def build_rule(
-    frequency: str, *, until: dt.date | None = None, count: int | None = None
-) -> str:
+def build_rule(frequency: str, *, until: dt.date | None = None, count: int | None = None) -> str:
     """Return the RRULE text for a frequency ending on a date (inclusive) or after a count."""
     if not frequency:
         return ""
@@ -91,11 +95,17 @@ def describe_rule(rule_text: str) -> dict:
         return {"frequency": "", "until": None, "count": None}
     parts = dict(part.split("=", 1) for part in rule_text.split(";"))
     frequency = next(
-        (name for name, text in FREQUENCIES.items() if rule_text.startswith(text + ";")
-         or rule_text == text),
+        (
+            name
+            for name, text in FREQUENCIES.items()
+            if rule_text.startswith(text + ";") or rule_text == text
+        ),
         "",
     )
-    until = dt.datetime.strptime(parts["UNTIL"][:8], "%Y%m%d").date() if "UNTIL" in parts else None
+    until = None
+    if "UNTIL" in parts:
+        text = parts["UNTIL"]
+        until = dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
     count = int(parts["COUNT"]) if "COUNT" in parts else None
     return {"frequency": frequency, "until": until, "count": count}
 
@@ -117,7 +127,7 @@ def occurrence_starts(
     else:
         candidates = rrule.rrulestr(meeting.recurrence, dtstart=first_local, cache=False)
     for index, local in enumerate(candidates):
-        if index >= MAX_COUNT:
+        if index >= MAX_EXPANDED:
             return
         # fold=0 puts a time skipped by the clocks after the gap and picks the first of a
         # repeated time, as RFC 5545 says.

@@ -133,8 +133,13 @@ def user_grant(room: Room, user, at: dt.datetime) -> Grant:
 
 
 def guest_grant(room: Room, guest: Guest, at: dt.datetime) -> Grant:
-    invitation = guest.invitation
-    if invitation.room_id != room.pk or not invitation.allow_guests or not invitation.is_valid(at):
+    invitation = (
+        Invitation.objects.valid(at)
+        .filter(pk=guest.invitation_id, room=room, allow_guests=True)
+        .only("meeting_id")
+        .first()
+    )
+    if invitation is None:
         return Grant()
     return Grant(
         role=Role.PARTICIPANT,
@@ -229,10 +234,7 @@ def visible_meetings(user):
     single = invitations.filter(meeting__isnull=False).values("meeting_id")
     return (
         Meeting.objects.filter(
-            Q(room__owner=user)
-            | Q(room__co_hosts=user)
-            | Q(room__in=room_wide)
-            | Q(pk__in=single)
+            Q(room__owner=user) | Q(room__co_hosts=user) | Q(room__in=room_wide) | Q(pk__in=single)
         )
         .distinct()
         .select_related("room")

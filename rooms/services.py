@@ -138,6 +138,9 @@ def meeting_update(*, meeting: Meeting, **fields) -> Meeting:
             raise TypeError(f"meeting_update() cannot change {name!r}")
         setattr(meeting, name, value)
     validate_meeting(meeting)
+    if {"starts_at", "time_zone", "recurrence"} & fields.keys():
+        # Cancelled occurrences name the old times; they would not match the new ones.
+        meeting.cancellations.all().delete()
     meeting.sequence = F("sequence") + 1
     meeting.save(update_fields=[*fields, "sequence", "updated_at"])
     meeting.refresh_from_db()
@@ -155,7 +158,9 @@ def meeting_cancel(*, meeting: Meeting) -> Meeting:
     meeting.sequence = F("sequence") + 1
     meeting.save(update_fields=["cancelled_at", "sequence", "updated_at"])
     meeting.refresh_from_db()
-    transaction.on_commit(lambda: emails.send_meeting_cancellation(meeting))
+    # Built now: deleting the room right after would take the list of invitees with it.
+    messages = emails.meeting_cancellation_messages(meeting)
+    transaction.on_commit(lambda: emails.deliver(messages))
     return meeting
 
 
@@ -163,6 +168,8 @@ def meeting_cancel(*, meeting: Meeting) -> Meeting:
 def occurrence_cancel(*, meeting: Meeting, starts_at: dt.datetime) -> CancelledOccurrence:
     """Cancel one occurrence of a recurring meeting; invitees get the event with its EXDATE."""
     meeting = Meeting.objects.select_for_update().get(pk=meeting.pk)
+    if meeting.is_cancelled:
+        raise ValidationError(_("The meeting is cancelled already."))
     if not is_occurrence_start(meeting, starts_at):
         raise ValidationError(_("The meeting has no occurrence at that time."))
     cancellation, created = CancelledOccurrence.objects.get_or_create(
@@ -228,9 +235,24 @@ def invitation_create(
 
 @transaction.atomic
 def invitation_revoke(*, invitation: Invitation) -> Invitation:
-    if invitation.revoked_at is None:
-        invitation.revoked_at = timezone.now()
-        invitation.save(update_fields=["revoked_at"])
+    """Withdraw an invitation; whoever received it by email has the events taken off."""
+    if invitation.revoked_at is not None:
+        return invitation
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at"])
+    if invitation.email:
+        meetings = (
+            [invitation.meeting]
+            if invitation.meeting_id
+            else invitation.room.meetings.filter(cancelled_at__isnull=True)
+        )
+        messages = [
+            message
+            for meeting in meetings
+            if not meeting.is_cancelled
+            for message in emails.meeting_cancellation_messages(meeting, only=invitation)
+        ]
+        transaction.on_commit(lambda: emails.deliver(messages))
     return invitation
 
 
@@ -334,6 +356,4 @@ def attendance_start(*, room: Room, decision, user=None, guest: Guest | None = N
 
 @transaction.atomic
 def attendance_end(*, attendance_id: int) -> None:
-    Attendance.objects.filter(pk=attendance_id, left_at__isnull=True).update(
-        left_at=timezone.now()
-    )
+    Attendance.objects.filter(pk=attendance_id, left_at__isnull=True).update(left_at=timezone.now())

@@ -102,3 +102,9 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     }
     env.update(overrides)
     return env
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Hash test passwords cheaply; production keeps Django's slow default."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

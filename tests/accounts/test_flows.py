@@ -159,7 +159,8 @@ def test_pages_render_user_text_as_text(client):
     UserFactory(username="mallory", display_name="<script>alert(1)</script>")
     client.post(reverse("account_login"), {"login": "mallory", "password": PASSWORD})
 
-    response = client.get(reverse("home"))
+    response = client.get(reverse("home"), follow=True)
 
+    assert "Signed in as" in response.text
     assert "<script>alert(1)</script>" not in response.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text

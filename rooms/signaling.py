@@ -1,0 +1,584 @@
+"""
+The signaling wire protocol, version 1: parse what clients send, build what the server sends.
+
+docs/signaling.md is the public contract; this module is its executable half. It is pure (no ORM,
+no channel layer, no I/O) and runs for every websocket frame, so each frame is parsed once and
+every result is built from validated values only.
+
+Client to server: ``parse_client_message(text)`` returns a ``ClientMessage(type, fields)`` or raises
+``ProtocolError(code, message)``. ``type`` is always one of the module's own constants in
+``CLIENT_MESSAGE_TYPES``, never a string taken from the client, so it is safe to derive a
+channel-layer event type from it. ``fields`` is a new dict of validated values; keys the protocol
+does not define are dropped wherever they appear (top level, ``data``, a description, a candidate),
+so whatever is relayed holds only the fields below:
+
+    ping, end                {}
+    state                    {"state": {"audio": bool, "video": bool, "screen": bool, "hand": bool}}
+    admit, deny, kick, mute  {"id": <peer id>}
+    lock                     {"locked": bool}
+    signal                   {"to": <peer id>, "data": {"description": {"type": str, "sdp": str}}}
+                          or {"to": <peer id>, "data": {"candidate": None}}
+                          or {"to": <peer id>, "data": {"candidate": {"candidate": str, ...}}}
+
+A relayed candidate holds "candidate" and whichever of "sdpMid" (str | None), "sdpMLineIndex"
+(int 0..65535 | None) and "usernameFragment" (str | None) the client sent; nothing else.
+A description always carries "sdp" (an absent rollback sdp becomes ""). Every relayed string is
+valid Unicode (no lone surrogates), so it survives msgpack in the Redis channel layer.
+
+Server to client: one builder per message (``welcome``, ``lobby``, ``knock``, ...), each returning a
+new plain dict for ``send_json``. Builders copy only the documented keys out of the mappings they
+are given, so a richer internal record (say, one holding a channel name) never leaks to clients.
+
+Refusals and endings: an ``error`` message, then a close with ``CLOSE_CODES[code]``;
+``closing_error(code, **extra)`` builds the message with its standard sentence.
+"""
+
+import json
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+
+PROTOCOL_VERSION: Final = 1
+
+# --- Client message types ---------------------------------------------------------------------
+SIGNAL: Final = "signal"
+STATE: Final = "state"
+PING: Final = "ping"
+ADMIT: Final = "admit"
+DENY: Final = "deny"
+KICK: Final = "kick"
+MUTE: Final = "mute"
+LOCK: Final = "lock"
+END: Final = "end"
+# Only hosts and co-hosts may send these; the consumer checks the role, not this module.
+HOST_ACTIONS: Final = frozenset({ADMIT, DENY, KICK, MUTE, LOCK, END})
+CLIENT_MESSAGE_TYPES: Final = frozenset({SIGNAL, STATE, PING}) | HOST_ACTIONS
+
+# --- Error codes for a message that was refused (the connection stays open) -------------------
+BAD_JSON: Final = "bad-json"
+NOT_AN_OBJECT: Final = "not-an-object"
+UNKNOWN_TYPE: Final = "unknown-type"
+MISSING_FIELD: Final = "missing-field"
+WRONG_TYPE: Final = "wrong-type"
+TOO_LARGE: Final = "too-large"
+BAD_VALUE: Final = "bad-value"
+BINARY_NOT_SUPPORTED: Final = "binary-not-supported"
+HOST_ONLY: Final = "host-only"  # a host action from a participant
+NOT_ADMITTED: Final = "not-admitted"  # anything but ping while waiting in the lobby
+
+# --- Error codes sent just before the server closes the connection -----------------------------
+NOT_SIGNED_IN: Final = "not-signed-in"
+NOT_ALLOWED: Final = "not-allowed"
+ORIGIN_NOT_ALLOWED: Final = "origin-not-allowed"
+KICKED: Final = "kicked"
+DENIED: Final = "denied"
+NO_SUCH_ROOM: Final = "no-such-room"
+ROOM_FULL: Final = "room-full"
+ENDED: Final = "ended"
+MEETING_OVER: Final = "meeting-over"
+LOCKED: Final = "locked"
+TOO_EARLY: Final = "too-early"
+RATE_LIMITED: Final = "rate-limited"
+
+# --- Close codes --------------------------------------------------------------------------------
+CLOSE_NOT_SIGNED_IN: Final = 4401
+CLOSE_NOT_ALLOWED: Final = 4403
+CLOSE_NO_SUCH_ROOM: Final = 4404
+CLOSE_ROOM_FULL: Final = 4409
+CLOSE_ENDED: Final = 4410
+CLOSE_LOCKED: Final = 4423
+CLOSE_TOO_EARLY: Final = 4425
+CLOSE_RATE_LIMITED: Final = 4429
+
+CLOSE_CODES: Final[Mapping[str, int]] = MappingProxyType(
+    {
+        NOT_SIGNED_IN: CLOSE_NOT_SIGNED_IN,
+        NOT_ALLOWED: CLOSE_NOT_ALLOWED,
+        ORIGIN_NOT_ALLOWED: CLOSE_NOT_ALLOWED,
+        KICKED: CLOSE_NOT_ALLOWED,
+        DENIED: CLOSE_NOT_ALLOWED,
+        NO_SUCH_ROOM: CLOSE_NO_SUCH_ROOM,
+        ROOM_FULL: CLOSE_ROOM_FULL,
+        ENDED: CLOSE_ENDED,
+        MEETING_OVER: CLOSE_ENDED,
+        LOCKED: CLOSE_LOCKED,
+        TOO_EARLY: CLOSE_TOO_EARLY,
+        RATE_LIMITED: CLOSE_RATE_LIMITED,
+    }
+)
+
+# Marked with gettext_noop so makemessages finds them; translated when a message is built, in the
+# language active for that connection.
+_CLOSING_SENTENCES: Final = MappingProxyType(
+    {
+        NOT_SIGNED_IN: gettext_noop("Sign in, or open your invitation link, to join this call."),
+        NOT_ALLOWED: gettext_noop("You may not join this call."),
+        ORIGIN_NOT_ALLOWED: gettext_noop(
+            "This page's origin may not open a call connection to this site."
+        ),
+        KICKED: gettext_noop("A host removed you from this call."),
+        DENIED: gettext_noop("A host did not let you in."),
+        NO_SUCH_ROOM: gettext_noop("There is no such room."),
+        ROOM_FULL: gettext_noop("This call is full."),
+        ENDED: gettext_noop("A host ended the call for everyone."),
+        MEETING_OVER: gettext_noop("This meeting is over."),
+        LOCKED: gettext_noop("This room is locked: only hosts can join now."),
+        TOO_EARLY: gettext_noop("This meeting has not opened yet."),
+        RATE_LIMITED: gettext_noop("Too many messages: the connection was closed."),
+    }
+)
+
+# --- Limits -------------------------------------------------------------------------------------
+MAX_FRAME_BYTES: Final = 80 * 1024
+MAX_SDP_BYTES: Final = 64 * 1024
+# Applies to each string of an ICE candidate: candidate, sdpMid and usernameFragment.
+MAX_CANDIDATE_BYTES: Final = 4 * 1024
+MAX_DEPTH: Final = 32
+MAX_PEER_ID_LENGTH: Final = 64
+DESCRIPTION_TYPES: Final = ("offer", "answer", "pranswer", "rollback")
+STATE_KEYS: Final = ("audio", "video", "screen", "hand")
+
+_PEER_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_PEER_ID_LENGTH}}}")
+_MAX_M_LINE_INDEX = 65535  # sdpMLineIndex is an unsigned short in WebIDL
+
+
+class ProtocolError(Exception):
+    """A client message the server refuses: ``code`` for programs, ``message`` for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self):
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMessage:
+    """A validated client message: ``type`` from CLIENT_MESSAGE_TYPES, ``fields`` as documented."""
+
+    type: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+# --- Parsing ------------------------------------------------------------------------------------
+
+
+def parse_client_message(text: str) -> ClientMessage:
+    """Parse and validate one websocket text frame; raise ProtocolError when it is refused."""
+    # The size is checked before parsing so an oversized frame costs no decoding work.
+    if len(text) > MAX_FRAME_BYTES or _utf8_size(text) > MAX_FRAME_BYTES:
+        raise ProtocolError(
+            TOO_LARGE, _("The message is larger than %(limit)d bytes.") % {"limit": MAX_FRAME_BYTES}
+        )
+    try:
+        value = _DECODER.decode(text)
+    except (ValueError, RecursionError):
+        # ValueError: JSONDecodeError, NaN and Infinity, duplicate keys, integers over 4300 digits.
+        raise ProtocolError(BAD_JSON, _("The message is not valid JSON.")) from None
+    if _deeper_than(value, MAX_DEPTH):
+        raise ProtocolError(
+            BAD_JSON,
+            _("The message is nested deeper than %(limit)d levels.") % {"limit": MAX_DEPTH},
+        )
+    if not isinstance(value, dict):
+        raise ProtocolError(NOT_AN_OBJECT, _("The message must be a JSON object."))
+    message_type = _required(value, "type", "type")
+    if not isinstance(message_type, str):
+        raise _wrong_type("type", _STRING)
+    parser = _PARSERS.get(message_type)
+    if parser is None:
+        raise ProtocolError(UNKNOWN_TYPE, _("The message type is not one this server knows."))
+    return parser(value)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate key")
+    return obj
+
+
+_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_object_without_duplicate_keys, parse_constant=_reject_constant
+)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Return whether arrays and objects nest more than ``limit`` levels in this JSON value."""
+    # Level by level, in comprehensions, and with exact type checks: it is the fastest pure-Python
+    # walk, and the decoder only ever produces exact dicts and lists.
+    level = [value] if type(value) is dict or type(value) is list else []
+    for _depth in range(limit):
+        if not level:
+            return False
+        level = [
+            child
+            for container in level
+            for child in (container.values() if type(container) is dict else container)
+            if type(child) is dict or type(child) is list
+        ]
+    return bool(level)
+
+
+def _utf8_size(text: str) -> int:
+    """Return the length of this text in UTF-8 bytes, counting a lone surrogate as three."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _parse_ping(obj: dict[str, Any]) -> ClientMessage:
+    return ClientMessage(PING, {})
+
+
+def _parse_end(obj: dict[str, Any]) -> ClientMessage:
+    return ClientMessage(END, {})
+
+
+def _parse_lock(obj: dict[str, Any]) -> ClientMessage:
+    return ClientMessage(LOCK, {"locked": _boolean(obj, "locked", "locked")})
+
+
+def _parse_state(obj: dict[str, Any]) -> ClientMessage:
+    state = _object(_required(obj, "state", "state"), "state")
+    return ClientMessage(
+        STATE, {"state": {key: _boolean(state, key, f"state.{key}") for key in STATE_KEYS}}
+    )
+
+
+def _targeted(message_type: str):
+    def parse(obj: dict[str, Any]) -> ClientMessage:
+        return ClientMessage(message_type, {"id": _peer_id(_required(obj, "id", "id"), "id")})
+
+    return parse
+
+
+def _parse_signal(obj: dict[str, Any]) -> ClientMessage:
+    to = _peer_id(_required(obj, "to", "to"), "to")
+    data = _object(_required(obj, "data", "data"), "data")
+    if "description" in data:
+        if "candidate" in data:
+            raise ProtocolError(
+                BAD_VALUE,
+                _("A signal carries a description or a candidate, not both."),
+            )
+        relayed = {"description": _description(data["description"])}
+    elif "candidate" in data:
+        relayed = {"candidate": _candidate(data["candidate"])}
+    else:
+        raise ProtocolError(
+            MISSING_FIELD,
+            _("The field “data.description” or “data.candidate” is missing."),
+        )
+    return ClientMessage(SIGNAL, {"to": to, "data": relayed})
+
+
+def _description(value: Any) -> dict[str, str]:
+    description = _object(value, "data.description")
+    kind = _required(description, "type", "data.description.type")
+    if not isinstance(kind, str):
+        raise _wrong_type("data.description.type", _STRING)
+    if kind not in DESCRIPTION_TYPES:
+        raise ProtocolError(
+            BAD_VALUE,
+            _("The field “data.description.type” must be offer, answer, pranswer or rollback."),
+        )
+    if kind == "rollback" and "sdp" not in description:
+        return {"type": kind, "sdp": ""}
+    path = "data.description.sdp"
+    sdp = _relayed_text(_required(description, "sdp", path), path, MAX_SDP_BYTES)
+    if not sdp and kind != "rollback":
+        raise ProtocolError(
+            BAD_VALUE, _("The field “%(field)s” must not be empty.") % {"field": path}
+        )
+    return {"type": kind, "sdp": sdp}
+
+
+def _candidate(value: Any) -> dict[str, Any] | None:
+    if value is None:  # end of candidates
+        return None
+    if not isinstance(value, dict):
+        raise _wrong_type("data.candidate", _OBJECT_OR_NULL)
+    path = "data.candidate.candidate"
+    relayed: dict[str, Any] = {
+        "candidate": _relayed_text(_required(value, "candidate", path), path, MAX_CANDIDATE_BYTES)
+    }
+    for key in ("sdpMid", "usernameFragment"):
+        if key in value:
+            text = value[key]
+            if text is not None:
+                path = f"data.candidate.{key}"
+                _relayed_text(text, path, MAX_CANDIDATE_BYTES, _STRING_OR_NULL)
+            relayed[key] = text
+    if "sdpMLineIndex" in value:
+        index = value["sdpMLineIndex"]
+        if index is not None:
+            if type(index) is not int:  # bool is an int subclass, and is refused too
+                raise _wrong_type("data.candidate.sdpMLineIndex", _INTEGER_OR_NULL)
+            if not 0 <= index <= _MAX_M_LINE_INDEX:
+                raise ProtocolError(
+                    BAD_VALUE,
+                    _("The field “%(field)s” must be between 0 and %(maximum)d.")
+                    % {"field": "data.candidate.sdpMLineIndex", "maximum": _MAX_M_LINE_INDEX},
+                )
+        relayed["sdpMLineIndex"] = index
+    return relayed
+
+
+# The kinds of value a field may be expected to hold, each with its own whole sentence so that
+# translators never have to assemble one from fragments.
+_STRING = "string"
+_STRING_OR_NULL = "string-or-null"
+_BOOLEAN = "boolean"
+_OBJECT = "object"
+_OBJECT_OR_NULL = "object-or-null"
+_INTEGER_OR_NULL = "integer-or-null"
+_WRONG_TYPE_SENTENCES: Final = MappingProxyType(
+    {
+        _STRING: gettext_noop("The field “%(field)s” must be a string."),
+        _STRING_OR_NULL: gettext_noop("The field “%(field)s” must be a string or null."),
+        _BOOLEAN: gettext_noop("The field “%(field)s” must be true or false."),
+        _OBJECT: gettext_noop("The field “%(field)s” must be an object."),
+        _OBJECT_OR_NULL: gettext_noop("The field “%(field)s” must be an object or null."),
+        _INTEGER_OR_NULL: gettext_noop("The field “%(field)s” must be an integer or null."),
+    }
+)
+
+
+def _wrong_type(path: str, kind: str) -> ProtocolError:
+    return ProtocolError(WRONG_TYPE, _(_WRONG_TYPE_SENTENCES[kind]) % {"field": path})
+
+
+def _required(obj: dict[str, Any], key: str, path: str) -> Any:
+    try:
+        return obj[key]
+    except KeyError:
+        raise ProtocolError(
+            MISSING_FIELD, _("The field “%(field)s” is missing.") % {"field": path}
+        ) from None
+
+
+def _object(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _wrong_type(path, _OBJECT)
+    return value
+
+
+def _boolean(obj: dict[str, Any], key: str, path: str) -> bool:
+    value = _required(obj, key, path)
+    if value is not True and value is not False:
+        raise _wrong_type(path, _BOOLEAN)
+    return value
+
+
+def _relayed_text(value: Any, path: str, limit: int, kind: str = _STRING) -> str:
+    """Return this string unchanged, refusing it over ``limit`` UTF-8 bytes or when not Unicode."""
+    if not isinstance(value, str):
+        raise _wrong_type(path, kind)
+    if value.isascii():
+        size = len(value)
+    else:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate, which msgpack and browsers cannot carry
+            raise ProtocolError(
+                BAD_VALUE, _("The field “%(field)s” is not valid Unicode text.") % {"field": path}
+            ) from None
+    if size > limit:
+        raise ProtocolError(
+            TOO_LARGE,
+            _("The field “%(field)s” is larger than %(limit)d bytes.")
+            % {"field": path, "limit": limit},
+        )
+    return value
+
+
+def _peer_id(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise _wrong_type(path, _STRING)
+    if _PEER_ID.fullmatch(value) is None:
+        raise ProtocolError(
+            BAD_VALUE, _("The field “%(field)s” is not a valid peer id.") % {"field": path}
+        )
+    return value
+
+
+_PARSERS: Final = MappingProxyType(
+    {
+        SIGNAL: _parse_signal,
+        STATE: _parse_state,
+        PING: _parse_ping,
+        ADMIT: _targeted(ADMIT),
+        DENY: _targeted(DENY),
+        KICK: _targeted(KICK),
+        MUTE: _targeted(MUTE),
+        LOCK: _parse_lock,
+        END: _parse_end,
+    }
+)
+
+
+# --- Peers and rate limiting ----------------------------------------------------------------------
+
+
+def new_peer_id() -> str:
+    """Return a new unguessable peer id: 12 characters of [A-Za-z0-9_-]."""
+    return secrets.token_urlsafe(9)
+
+
+def default_state() -> dict[str, bool]:
+    """Return the media state a peer has until it sends its own: camera and microphone on."""
+    return {"audio": True, "video": True, "screen": False, "hand": False}
+
+
+class RateLimiter:
+    """
+    A token bucket: up to ``burst`` messages at once, refilled at ``rate_per_second``.
+
+    The caller passes the time (``time.monotonic()``), so the bucket holds no clock of its own. A
+    refused message takes no token.
+    """
+
+    __slots__ = ("rate_per_second", "burst", "_tokens", "_updated_at")
+
+    def __init__(self, rate_per_second: float, burst: int):
+        if rate_per_second <= 0 or burst < 1:
+            raise ValueError("a rate limiter needs a positive rate and a burst of at least 1")
+        self.rate_per_second = float(rate_per_second)
+        self.burst = float(burst)
+        self._tokens = self.burst
+        # Minus infinity makes the first call see a full bucket, whatever clock the caller uses.
+        self._updated_at = float("-inf")
+
+    def allow(self, now: float) -> bool:
+        """Take a token and return True, or return False when the bucket is empty."""
+        elapsed = now - self._updated_at
+        if elapsed > 0:  # a clock that went backwards refills nothing
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate_per_second)
+            self._updated_at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+# --- Server to client -----------------------------------------------------------------------------
+
+
+def welcome(
+    *,
+    self_peer: Mapping[str, Any],
+    peers: Iterable[Mapping[str, Any]],
+    ice_servers: Iterable[Mapping[str, Any]],
+    room: Mapping[str, Any],
+) -> dict[str, Any]:
+    """
+    Build the message that lets a peer into the call.
+
+    ``self_peer`` has id, name and role; each of ``peers`` (everyone else in the call) also has
+    state; ``room`` has slug, name and locked.
+    """
+    return {
+        "type": "welcome",
+        "protocol": PROTOCOL_VERSION,
+        "self": {"id": self_peer["id"], "name": self_peer["name"], "role": self_peer["role"]},
+        "peers": [_peer(peer) for peer in peers],
+        "iceServers": [dict(server) for server in ice_servers],
+        "room": {"slug": room["slug"], "name": room["name"], "locked": bool(room["locked"])},
+    }
+
+
+def lobby() -> dict[str, Any]:
+    """Build the message that tells a peer to wait until a host admits it."""
+    return {"type": "lobby", "message": _("Please wait: a host will let you in soon.")}
+
+
+def knock(*, peer: Mapping[str, Any]) -> dict[str, Any]:
+    """Build the message that tells hosts someone (id, name) waits in the lobby."""
+    return {"type": "knock", "peer": _identity(peer)}
+
+
+def lobby_left(peer_id: str) -> dict[str, Any]:
+    """Build the message that tells hosts this person no longer waits: admitted, denied or gone."""
+    return {"type": "lobby-left", "id": peer_id}
+
+
+def peer_joined(peer: Mapping[str, Any]) -> dict[str, Any]:
+    """Build the message that tells peers someone (id, name, role, state) joined."""
+    return {"type": "peer-joined", "peer": _peer(peer)}
+
+
+def peer_left(peer_id: str) -> dict[str, Any]:
+    """Build the message that tells peers someone left, was removed or lost its connection."""
+    return {"type": "peer-left", "id": peer_id}
+
+
+def peer_state(peer_id: str, state: Mapping[str, bool]) -> dict[str, Any]:
+    """Build the message that tells peers someone's media state changed."""
+    return {"type": "peer-state", "id": peer_id, "state": _state(state)}
+
+
+def signal(*, sender: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Build the message that relays signaling data from the peer whose id is ``sender``.
+
+    ``data`` must be ``fields["data"]`` of a parsed signal message: it holds validated fields only.
+    """
+    return {"type": "signal", "from": sender, "data": data}
+
+
+def pong() -> dict[str, Any]:
+    """Build the answer to a ping."""
+    return {"type": "pong"}
+
+
+def error_message(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """Build an error message; ``extra`` adds fields, such as ``opensAt`` for too-early."""
+    return {"type": "error", "code": code, "message": str(message), **extra}
+
+
+def closing_error(code: str, **extra: Any) -> dict[str, Any]:
+    """Build the error sent just before closing with ``CLOSE_CODES[code]``, in standard words."""
+    return error_message(code, _(_CLOSING_SENTENCES[code]), **extra)
+
+
+def ended() -> dict[str, Any]:
+    """Build what everyone receives when a host ends the call, before the close with 4410."""
+    return closing_error(ENDED)
+
+
+def mute_request(*, by: Mapping[str, Any]) -> dict[str, Any]:
+    """Build the message that asks a peer to mute, naming the host (id, name) who asks."""
+    return {"type": "mute-request", "by": _identity(by)}
+
+
+def room_state(*, locked: bool) -> dict[str, Any]:
+    """Build the message that tells everyone in the call the room was locked or unlocked."""
+    return {"type": "room", "room": {"locked": bool(locked)}}
+
+
+def _identity(peer: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": peer["id"], "name": peer["name"]}
+
+
+def _peer(peer: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": peer["id"],
+        "name": peer["name"],
+        "role": peer["role"],
+        "state": _state(peer["state"]),
+    }
+
+
+def _state(state: Mapping[str, bool]) -> dict[str, bool]:
+    return {key: bool(state[key]) for key in STATE_KEYS}

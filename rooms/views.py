@@ -1,0 +1,512 @@
+import calendar as month_calendar
+import datetime as dt
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django.views.generic import CreateView, DeleteView, ListView, UpdateView
+
+from rooms import calendar, selectors, services
+from rooms.forms import (
+    CoHostForm,
+    EmailInvitationForm,
+    GuestForm,
+    LinkInvitationForm,
+    MeetingForm,
+    OccurrenceCancelForm,
+    RoomForm,
+)
+from rooms.models import Guest, Meeting, Room
+from rooms.recurrence import occurrences
+
+GUEST_SESSION_KEY = "rooms_guests"
+
+
+def form_error(form, error: ValidationError) -> None:
+    """Put a service's ValidationError on the form, beside the field it names when it names one."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error)
+
+
+def hosted_room(request, slug: str) -> Room:
+    """Return the room if the signed-in user hosts it (owner or co-host), else 404 or 403."""
+    room = get_object_or_404(Room.objects.select_related("owner"), slug=slug)
+    if not room.is_host(request.user):
+        raise PermissionDenied
+    return room
+
+
+def home(request):
+    if request.user.is_authenticated:
+        return redirect("rooms:dashboard")
+    return render(request, "home.html")
+
+
+@login_required
+def dashboard(request):
+    now = timezone.now()
+    upcoming = selectors.upcoming_occurrences(
+        request.user, start=now, end=now + dt.timedelta(days=30)
+    )
+    return render(
+        request,
+        "rooms/dashboard.html",
+        {"occurrences": [occurrence_row(o, now) for o in upcoming], "now": now},
+    )
+
+
+def occurrence_row(occurrence, now: dt.datetime) -> dict:
+    """Return what the pages show of an occurrence: its times and whether Join is live yet."""
+    room = occurrence.meeting.room
+    opens_at = occurrence.starts_at - dt.timedelta(minutes=room.opens_minutes_before)
+    return {
+        "occurrence": occurrence,
+        "meeting": occurrence.meeting,
+        "room": room,
+        "opens_at": opens_at,
+        "joinable": opens_at <= now < occurrence.ends_at,
+        "running": occurrence.starts_at <= now < occurrence.ends_at,
+    }
+
+
+@login_required
+def calendar_view(request):
+    """A week or month of the user's occurrences, in their time zone, rendered on the server."""
+    zone = timezone.get_current_timezone()
+    today = timezone.localdate()
+    mode = "month" if request.GET.get("view") == "month" else "week"
+    try:
+        anchor = (
+            dt.date.fromisoformat(request.GET.get("date", "")) if request.GET.get("date") else today
+        )
+    except ValueError:
+        anchor = today
+    if mode == "week":
+        first = anchor - dt.timedelta(days=anchor.weekday())
+        days = [first + dt.timedelta(days=n) for n in range(7)]
+        previous, following = first - dt.timedelta(days=7), first + dt.timedelta(days=7)
+    else:
+        weeks = month_calendar.Calendar().monthdatescalendar(anchor.year, anchor.month)
+        days = [day for week in weeks for day in week]
+        first = anchor.replace(day=1)
+        previous = (first - dt.timedelta(days=1)).replace(day=1)
+        following = (first + dt.timedelta(days=32)).replace(day=1)
+    start = dt.datetime.combine(days[0], dt.time(), tzinfo=zone)
+    end = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+    now = timezone.now()
+    by_day = {day: [] for day in days}
+    for occurrence in selectors.upcoming_occurrences(request.user, start=start, end=end):
+        day = timezone.localtime(occurrence.starts_at).date()
+        if day in by_day:
+            by_day[day].append(occurrence_row(occurrence, now))
+    grid = [
+        {
+            "date": day,
+            "rows": by_day[day],
+            "today": day == today,
+            "other_month": day.month != anchor.month,
+        }
+        for day in days
+    ]
+    weeks = [grid[index : index + 7] for index in range(0, len(grid), 7)]
+    return render(
+        request,
+        "rooms/calendar.html",
+        {
+            "mode": mode,
+            "weeks": weeks,
+            "anchor": anchor,
+            "previous": previous,
+            "following": following,
+            "feed_url": request.build_absolute_uri(
+                reverse(
+                    "rooms:feed",
+                    kwargs={"user_id": request.user.pk, "token": calendar.feed_token(request.user)},
+                )
+            ),
+        },
+    )
+
+
+class RoomListView(LoginRequiredMixin, ListView):
+    template_name = "rooms/room_list.html"
+    context_object_name = "rooms"
+
+    def get_queryset(self):
+        return selectors.rooms_of(self.request.user).order_by("name")
+
+
+class RoomCreateView(LoginRequiredMixin, CreateView):
+    form_class = RoomForm
+    template_name = "rooms/room_form.html"
+
+    def form_valid(self, form):
+        try:
+            self.object = services.room_create(owner=self.request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form_error(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, _("Your room is ready."))
+        return redirect(self.object)
+
+
+class RoomUpdateView(LoginRequiredMixin, UpdateView):
+    form_class = RoomForm
+    template_name = "rooms/room_form.html"
+
+    def get_object(self, queryset=None):
+        return hosted_room(self.request, self.kwargs["slug"])
+
+    def form_valid(self, form):
+        room = Room.objects.get(pk=self.object.pk)
+        try:
+            services.room_update(room=room, **form.cleaned_data)
+        except ValidationError as error:
+            form_error(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, _("The room was saved."))
+        return redirect(room)
+
+
+class RoomDeleteView(LoginRequiredMixin, DeleteView):
+    template_name = "rooms/room_confirm_delete.html"
+    success_url = reverse_lazy("rooms:list")
+
+    def get_object(self, queryset=None):
+        room = hosted_room(self.request, self.kwargs["slug"])
+        if room.owner_id != self.request.user.pk:
+            raise PermissionDenied
+        return room
+
+    def form_valid(self, form):
+        services.room_delete(room=self.object)
+        messages.success(self.request, _("The room was deleted."))
+        return redirect(self.success_url)
+
+
+@login_required
+def room_detail(request, slug):
+    room = get_object_or_404(Room.objects.select_related("owner"), slug=slug)
+    decision = selectors.join_decision(room, user=request.user)
+    is_host = room.is_host(request.user)
+    if not is_host and decision.code in (selectors.NOT_ALLOWED, selectors.KICKED):
+        raise Http404
+    now = timezone.now()
+    meetings = room.meetings.filter(cancelled_at__isnull=True).prefetch_related("cancellations")
+    schedule = [
+        occurrence_row(occurrence, now)
+        for meeting in meetings
+        for occurrence in occurrences(meeting, after=now, before=now + dt.timedelta(days=60))
+    ]
+    schedule.sort(key=lambda row: row["occurrence"].starts_at)
+    context = {
+        "room": room,
+        "is_host": is_host,
+        "decision": decision,
+        "schedule": schedule[:20],
+        "meetings": meetings,
+        "call_url": request.build_absolute_uri(room.get_call_url()),
+    }
+    if is_host:
+        context |= {
+            "invitations": room.invitations.select_related("user", "meeting"),
+            "co_hosts": room.co_hosts.all(),
+            "co_host_form": CoHostForm(),
+        }
+    return render(request, "rooms/room_detail.html", context)
+
+
+@login_required
+@require_POST
+def co_host_add(request, slug):
+    room = hosted_room(request, slug)
+    if room.owner_id != request.user.pk:
+        raise PermissionDenied
+    form = CoHostForm(request.POST)
+    if form.is_valid():
+        try:
+            services.co_host_add(room=room, user=form.cleaned_data["user"])
+            messages.success(
+                request, _("%(name)s is now a co-host.") % {"name": form.cleaned_data["user"]}
+            )
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+    else:
+        messages.error(request, " ".join(form.errors["user"]))
+    return redirect(room)
+
+
+@login_required
+@require_POST
+def co_host_remove(request, slug, user_id):
+    room = hosted_room(request, slug)
+    if room.owner_id != request.user.pk:
+        raise PermissionDenied
+    user = get_object_or_404(room.co_hosts, pk=user_id)
+    services.co_host_remove(room=room, user=user)
+    messages.success(request, _("%(name)s is no longer a co-host.") % {"name": user})
+    return redirect(room)
+
+
+@login_required
+def meeting_create(request, slug):
+    room = hosted_room(request, slug)
+    form = MeetingForm(request.POST or None, initial={"time_zone": request.user.time_zone})
+    if request.method == "POST" and form.is_valid():
+        try:
+            meeting = services.meeting_schedule(
+                room=room, created_by=request.user, **form.meeting_fields()
+            )
+        except ValidationError as error:
+            form_error(form, error)
+        else:
+            messages.success(request, _("The meeting is scheduled."))
+            return redirect(meeting)
+    return render(request, "rooms/meeting_form.html", {"form": form, "room": room})
+
+
+def visible_meeting(request, slug, pk) -> Meeting:
+    meeting = get_object_or_404(Meeting.objects.select_related("room"), pk=pk, room__slug=slug)
+    if not selectors.visible_meetings(request.user).filter(pk=meeting.pk).exists():
+        raise Http404
+    return meeting
+
+
+@login_required
+def meeting_detail(request, slug, pk):
+    meeting = visible_meeting(request, slug, pk)
+    now = timezone.now()
+    upcoming = occurrences(meeting, after=now, before=now + dt.timedelta(days=120))
+    return render(
+        request,
+        "rooms/meeting_detail.html",
+        {
+            "meeting": meeting,
+            "room": meeting.room,
+            "is_host": meeting.room.is_host(request.user),
+            "rows": [occurrence_row(occurrence, now) for occurrence in upcoming[:30]],
+            "cancelled": meeting.cancellations.all(),
+        },
+    )
+
+
+@login_required
+def meeting_edit(request, slug, pk):
+    room = hosted_room(request, slug)
+    meeting = get_object_or_404(room.meetings, pk=pk, cancelled_at__isnull=True)
+    form = MeetingForm(request.POST or None, initial=MeetingForm.initial_for(meeting))
+    if request.method == "POST" and form.is_valid():
+        changed = {
+            key: value
+            for key, value in form.meeting_fields().items()
+            if getattr(meeting, key) != value
+        }
+        try:
+            if changed:
+                services.meeting_update(meeting=meeting, **changed)
+        except ValidationError as error:
+            form_error(form, error)
+        else:
+            messages.success(request, _("The meeting was updated; invitees were sent the change."))
+            return redirect(meeting)
+    return render(
+        request, "rooms/meeting_form.html", {"form": form, "room": room, "meeting": meeting}
+    )
+
+
+@login_required
+@require_POST
+def meeting_cancel(request, slug, pk):
+    room = hosted_room(request, slug)
+    meeting = get_object_or_404(room.meetings, pk=pk)
+    services.meeting_cancel(meeting=meeting)
+    messages.success(request, _("The meeting was cancelled; invitees were told."))
+    return redirect(room)
+
+
+@login_required
+@require_POST
+def occurrence_cancel(request, slug, pk):
+    room = hosted_room(request, slug)
+    meeting = get_object_or_404(room.meetings, pk=pk)
+    form = OccurrenceCancelForm(request.POST)
+    if form.is_valid():
+        try:
+            services.occurrence_cancel(meeting=meeting, starts_at=form.cleaned_data["starts_at"])
+            messages.success(request, _("That occurrence was cancelled; invitees were told."))
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+    else:
+        messages.error(request, _("That occurrence could not be found."))
+    return redirect(meeting)
+
+
+@login_required
+def meeting_ics(request, slug, pk):
+    meeting = visible_meeting(request, slug, pk)
+    response = HttpResponse(
+        calendar.meeting_ics(meeting, request=request), content_type="text/calendar; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{calendar.ics_filename(meeting)}"'
+    return response
+
+
+def feed(request, user_id, token):
+    user = calendar.feed_user(user_id, token)
+    if user is None:
+        raise Http404
+    return HttpResponse(
+        calendar.feed_ics(user, request=request), content_type="text/calendar; charset=utf-8"
+    )
+
+
+@login_required
+@require_POST
+def feed_regenerate(request):
+    calendar.feed_regenerate(request.user)
+    messages.success(
+        request, _("Your calendar feed has a new address; the old one no longer works.")
+    )
+    return redirect("rooms:calendar")
+
+
+@login_required
+def invitations(request, slug):
+    room = hosted_room(request, slug)
+    email_form = EmailInvitationForm(room=room, prefix="email")
+    link_form = LinkInvitationForm(room=room, prefix="link")
+    new_link = None
+    if request.method == "POST" and "email-emails" in request.POST:
+        email_form = EmailInvitationForm(request.POST, room=room, prefix="email")
+        if email_form.is_valid():
+            for address, user in email_form.recipients():
+                services.invitation_create(
+                    room=room,
+                    created_by=request.user,
+                    meeting=email_form.cleaned_data["meeting"],
+                    email=address,
+                    user=user,
+                    role=email_form.cleaned_data["role"],
+                )
+            messages.success(request, _("The invitations were sent."))
+            return redirect("rooms:invitations", slug=room.slug)
+    elif request.method == "POST":
+        link_form = LinkInvitationForm(request.POST, room=room, prefix="link")
+        if link_form.is_valid():
+            try:
+                _invitation, token = services.invitation_create(
+                    room=room, created_by=request.user, **link_form.cleaned_data
+                )
+            except ValidationError as error:
+                form_error(link_form, error)
+            else:
+                new_link = request.build_absolute_uri(
+                    reverse("rooms:invitation", kwargs={"token": token})
+                )
+                link_form = LinkInvitationForm(room=room, prefix="link")
+    return render(
+        request,
+        "rooms/invitations.html",
+        {
+            "room": room,
+            "email_form": email_form,
+            "link_form": link_form,
+            "new_link": new_link,
+            "invitations": room.invitations.select_related("user", "meeting"),
+        },
+    )
+
+
+@login_required
+@require_POST
+def invitation_revoke(request, slug, pk):
+    room = hosted_room(request, slug)
+    invitation = get_object_or_404(room.invitations, pk=pk)
+    services.invitation_revoke(invitation=invitation)
+    messages.success(request, _("The invitation was withdrawn."))
+    return redirect("rooms:invitations", slug=room.slug)
+
+
+def invitation(request, token):
+    """
+    The page an invitation link opens.
+
+    The person it is addressed to answers it (RSVP) and joins; a signed-in user with a link
+    becomes an invitee; anyone else gives a name and joins as a guest, if the link allows guests.
+    """
+    found = services.invitation_for_token(token)
+    if found is None:
+        return render(request, "rooms/invitation_invalid.html", status=404)
+    user = request.user
+    if user.is_authenticated and found.addresses(user):
+        if request.method == "POST" and "rsvp" in request.POST:
+            try:
+                services.invitation_rsvp(invitation=found, answer=request.POST["rsvp"])
+                messages.success(request, _("Thank you for answering."))
+            except ValidationError as error:
+                messages.error(request, " ".join(error.messages))
+            return redirect("rooms:invitation", token=token)
+        return render(
+            request,
+            "rooms/invitation.html",
+            {"invitation": found, "room": found.room, "addressed": True},
+        )
+    form = GuestForm(request.POST or None)
+    if request.method == "POST" and (user.is_authenticated or form.is_valid()):
+        try:
+            _invitation, guest = services.invitation_redeem(
+                token=token,
+                user=user,
+                guest_name=form.cleaned_data["name"] if not user.is_authenticated else "",
+            )
+        except ValidationError as error:
+            form_error(form, error)
+        else:
+            if guest is not None:
+                remember_guest(request, guest)
+            return redirect(found.room.get_call_url())
+    return render(
+        request,
+        "rooms/invitation.html",
+        {"invitation": found, "room": found.room, "form": form, "addressed": False},
+    )
+
+
+def remember_guest(request, guest: Guest) -> None:
+    guests = request.session.get(GUEST_SESSION_KEY, {})
+    guests[str(guest.invitation.room_id)] = str(guest.pk)
+    request.session[GUEST_SESSION_KEY] = guests
+
+
+def session_guest(session, room: Room) -> Guest | None:
+    """Return the guest this browser session is for in this room, if any."""
+    guest_id = session.get(GUEST_SESSION_KEY, {}).get(str(room.pk))
+    if guest_id is None:
+        return None
+    return Guest.objects.select_related("invitation").filter(pk=guest_id).first()
+
+
+def call(request, slug):
+    """The call page: join only when the access rule allows, else say why and what next."""
+    room = get_object_or_404(Room.objects.select_related("owner"), slug=slug)
+    guest = None if request.user.is_authenticated else session_guest(request.session, room)
+    decision = selectors.join_decision(room, user=request.user, guest=guest)
+    if decision.code == selectors.NOT_SIGNED_IN:
+        return redirect(f"{reverse('account_login')}?next={room.get_call_url()}")
+    status = 200 if decision.allowed or decision.code == selectors.TOO_EARLY else 403
+    return render(
+        request,
+        "rooms/call.html",
+        {"room": room, "decision": decision, "guest": guest},
+        status=status,
+    )
