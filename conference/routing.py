@@ -1,3 +1,9 @@
 """Websocket routes, the Channels counterpart of urls.py."""
 
-websocket_urlpatterns = []
+from django.urls import path
+
+from rooms.consumers import RoomConsumer
+
+websocket_urlpatterns = [
+    path("ws/rooms/<slug:slug>/", RoomConsumer.as_asgi()),
+]

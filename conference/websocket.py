@@ -8,7 +8,8 @@ from urllib.parse import urlparse
 from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import OriginValidator
 from django.conf import settings
-from django.utils.translation import gettext as _
+
+from rooms import signaling
 
 
 class RefusedOrigin:
@@ -24,13 +25,11 @@ class RefusedOrigin:
         if message["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
-        error = {
-            "type": "error",
-            "code": "origin-not-allowed",
-            "message": _("This page's origin may not open a call connection to this site."),
-        }
+        error = signaling.closing_error(signaling.ORIGIN_NOT_ALLOWED)
         await send({"type": "websocket.send", "text": json.dumps(error)})
-        await send({"type": "websocket.close", "code": 4403})
+        await send(
+            {"type": "websocket.close", "code": signaling.CLOSE_CODES[signaling.ORIGIN_NOT_ALLOWED]}
+        )
 
 
 class SiteOriginValidator(OriginValidator):

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from rooms import selectors, services
+from rooms import live, selectors, services
 from rooms.models import (
     Attendance,
     Ban,
@@ -185,9 +185,7 @@ class RoomAdmin(admin.ModelAdmin):
         "lobby_enabled",
         "max_participants",
         "next_meeting",
-        # Hook for the "live participants" column (next issue): it needs the signaling layer's
-        # presence, which the admin cannot read yet; add the method here, between the schedule
-        # and the creation date.
+        "live_participants",
         "created_at",
     ]
     list_display_links = ["name"]
@@ -219,6 +217,10 @@ class RoomAdmin(admin.ModelAdmin):
                 Prefetch("meetings", queryset=upcoming, to_attr=self.UPCOMING_MEETINGS)
             )
         )
+
+    @admin.display(description=_("in the call now"))
+    def live_participants(self, room):
+        return live.participant_count(room.slug)
 
     @admin.display(description=_("next meeting"))
     def next_meeting(self, room):

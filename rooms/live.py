@@ -26,3 +26,10 @@ def room_locked(slug: str, *, locked: bool) -> None:
 
 def call_end(slug: str) -> None:
     notify(slug, {"type": "room.end"})
+
+
+def participant_count(slug: str) -> int:
+    """Return how many people are in the room's call now (not counting the lobby)."""
+    from rooms.presence import get_presence
+
+    return get_presence().count(slug)

@@ -22,6 +22,9 @@ TOO_EARLY = "too-early"
 KICKED = "kicked"
 MEETING_OVER = "meeting-over"
 
+# The session key under which a browser keeps the guests it is, one per room.
+GUEST_SESSION_KEY = "rooms_guests"
+
 
 @dataclass(frozen=True)
 class JoinDecision:
@@ -146,6 +149,16 @@ def guest_grant(room: Room, guest: Guest, at: dt.datetime) -> Grant:
         all_meetings=invitation.meeting_id is None,
         meeting_ids={invitation.meeting_id} if invitation.meeting_id else set(),
     )
+
+
+def guest_for_session(session, room: Room) -> Guest | None:
+    """Return the guest this browser session is in this room, if any."""
+    if session is None:
+        return None
+    guest_id = session.get(GUEST_SESSION_KEY, {}).get(str(room.pk))
+    if guest_id is None:
+        return None
+    return Guest.objects.filter(pk=guest_id).first()
 
 
 def invitations_of(user):

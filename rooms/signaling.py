@@ -85,6 +85,7 @@ MEETING_OVER: Final = "meeting-over"
 LOCKED: Final = "locked"
 TOO_EARLY: Final = "too-early"
 RATE_LIMITED: Final = "rate-limited"
+TIMED_OUT: Final = "timed-out"
 
 # --- Close codes --------------------------------------------------------------------------------
 CLOSE_NOT_SIGNED_IN: Final = 4401
@@ -95,6 +96,7 @@ CLOSE_ENDED: Final = 4410
 CLOSE_LOCKED: Final = 4423
 CLOSE_TOO_EARLY: Final = 4425
 CLOSE_RATE_LIMITED: Final = 4429
+CLOSE_TIMED_OUT: Final = 4408
 
 CLOSE_CODES: Final[Mapping[str, int]] = MappingProxyType(
     {
@@ -110,6 +112,7 @@ CLOSE_CODES: Final[Mapping[str, int]] = MappingProxyType(
         LOCKED: CLOSE_LOCKED,
         TOO_EARLY: CLOSE_TOO_EARLY,
         RATE_LIMITED: CLOSE_RATE_LIMITED,
+        TIMED_OUT: CLOSE_TIMED_OUT,
     }
 )
 
@@ -131,6 +134,7 @@ _CLOSING_SENTENCES: Final = MappingProxyType(
         LOCKED: gettext_noop("This room is locked: only hosts can join now."),
         TOO_EARLY: gettext_noop("This meeting has not opened yet."),
         RATE_LIMITED: gettext_noop("Too many messages: the connection was closed."),
+        TIMED_OUT: gettext_noop("Nothing was heard from this connection; send a ping every 15 s."),
     }
 )
 

@@ -26,8 +26,6 @@ from rooms.forms import (
 from rooms.models import Guest, Meeting, Room
 from rooms.recurrence import occurrences
 
-GUEST_SESSION_KEY = "rooms_guests"
-
 
 def form_error(form, error: ValidationError) -> None:
     """Put a service's ValidationError on the form, beside the field it names when it names one."""
@@ -483,23 +481,19 @@ def invitation(request, token):
 
 
 def remember_guest(request, guest: Guest) -> None:
-    guests = request.session.get(GUEST_SESSION_KEY, {})
+    guests = request.session.get(selectors.GUEST_SESSION_KEY, {})
     guests[str(guest.invitation.room_id)] = str(guest.pk)
-    request.session[GUEST_SESSION_KEY] = guests
-
-
-def session_guest(session, room: Room) -> Guest | None:
-    """Return the guest this browser session is for in this room, if any."""
-    guest_id = session.get(GUEST_SESSION_KEY, {}).get(str(room.pk))
-    if guest_id is None:
-        return None
-    return Guest.objects.select_related("invitation").filter(pk=guest_id).first()
+    request.session[selectors.GUEST_SESSION_KEY] = guests
 
 
 def call(request, slug):
     """The call page: join only when the access rule allows, else say why and what next."""
     room = get_object_or_404(Room.objects.select_related("owner"), slug=slug)
-    guest = None if request.user.is_authenticated else session_guest(request.session, room)
+    guest = (
+        None
+        if request.user.is_authenticated
+        else selectors.guest_for_session(request.session, room)
+    )
     decision = selectors.join_decision(room, user=request.user, guest=guest)
     if decision.code == selectors.NOT_SIGNED_IN:
         return redirect(f"{reverse('account_login')}?next={room.get_call_url()}")

@@ -749,6 +749,7 @@ def test_every_close_reason_has_a_code_and_nothing_else_does():
         "locked",
         "too-early",
         "rate-limited",
+        "timed-out",
     }
 
 
