@@ -47,6 +47,7 @@ fmt: install-dev
 	$(VENV)/bin/ruff format .
 
 test: install-dev system-packages lint
+	node --test tests/js/
 	$(PY) -m pytest -m "not postgres"
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -m postgres
 

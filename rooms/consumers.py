@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -52,6 +53,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.peers: dict[str, dict] = {}  # the other peers in the call, by id
         self.lobby: dict[str, dict] = {}  # people waiting, known to hosts only
         self.heartbeat = None
+        self.leave_reason = None  # set when the server ends this connection for a reason
         self.limiter = signaling.RateLimiter(
             settings.SIGNALING_RATE_PER_SECOND, settings.SIGNALING_RATE_BURST
         )
@@ -75,8 +77,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.user = user if user is not None and user.is_authenticated else None
         self.role = self.decision.role
         self.locked = self.room.locked
+        person = f"user:{self.user.pk}" if self.user else f"guest:{self.guest.pk}"
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         self.entry = {
             "id": self.peer_id,
+            "instance": signaling.peer_instance(person, query.get("instance", [""])[0]),
             "name": self.decision.name,
             "role": self.role,
             "state": signaling.default_state(),
@@ -146,21 +151,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         entry = await self.presence.remove(self.slug, self.peer_id)
         if entry is not None:
-            await self.announce_departure(entry)
+            reason = self.leave_reason or (
+                signaling.LEFT if code in (1000, 1001) else signaling.LOST
+            )
+            await self.announce_departure(entry, reason)
         await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def announce_departure(self, entry: dict):
+    async def announce_departure(self, entry: dict, reason: str):
         """Tell the room a peer (this one, or a dead process's) is gone; end its attendance."""
+        if entry["admitted"]:
+            event = {"type": "peer.left", "id": entry["id"], "reason": reason}
+        else:
+            event = {"type": "lobby.left", "id": entry["id"]}
+        await self.channel_layer.group_send(self.group, event)
         if entry.get("attendance_id") is not None:
-            await self.channel_layer.group_send(
-                self.group, {"type": "peer.left", "id": entry["id"]}
-            )
             await database_sync_to_async(services.attendance_end)(
                 attendance_id=entry["attendance_id"]
-            )
-        else:
-            await self.channel_layer.group_send(
-                self.group, {"type": "lobby.left", "id": entry["id"]}
             )
 
     async def beat(self):
@@ -170,6 +176,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(interval)
             if time.monotonic() - self.last_heard > ttl - interval:
+                self.leave_reason = signaling.LOST
                 await self.refuse(
                     signaling.closing_error(signaling.TIMED_OUT),
                     signaling.CLOSE_CODES[signaling.TIMED_OUT],
@@ -178,7 +185,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             try:
                 await self.presence.touch(self.slug, self.peer_id)
                 for entry in await self.presence.sweep(self.slug, older_than=ttl / 2):
-                    await self.announce_departure(entry)
+                    await self.announce_departure(entry, signaling.LOST)
             except Exception:
                 # Redis may be restarting; the next beat tries again.
                 logger.exception("presence heartbeat failed in room %s", self.slug)
@@ -338,7 +345,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         known = self.peers.pop(event["id"], None)
         if self.admitted and known is not None:
-            await self.send_json(signaling.peer_left(event["id"]))
+            await self.send_json(signaling.peer_left(event["id"], event["reason"]))
 
     async def peer_state(self, event):
         if event["id"] != self.peer_id and event["id"] in self.peers:
@@ -367,6 +374,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
 
     async def peer_kick(self, event):
+        self.leave_reason = signaling.REMOVED
         await self.refuse(
             signaling.closing_error(signaling.KICKED), signaling.CLOSE_CODES[signaling.KICKED]
         )
@@ -382,4 +390,5 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def room_end(self, event):
         if not self.closing:
+            self.leave_reason = signaling.LEFT
             await self.refuse(signaling.ended(), signaling.CLOSE_CODES[signaling.ENDED])

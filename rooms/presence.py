@@ -51,7 +51,7 @@ return entry
 
 
 def public_peer(entry: dict) -> dict:
-    return {key: entry[key] for key in ("id", "name", "role", "state")}
+    return {key: entry[key] for key in ("id", "name", "role", "state", "instance")}
 
 
 class MemoryPresence:

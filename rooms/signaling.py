@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
@@ -148,6 +149,7 @@ MAX_PEER_ID_LENGTH: Final = 64
 DESCRIPTION_TYPES: Final = ("offer", "answer", "pranswer", "rollback")
 STATE_KEYS: Final = ("audio", "video", "screen", "hand")
 
+_INSTANCE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _PEER_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_PEER_ID_LENGTH}}}")
 _MAX_M_LINE_INDEX = 65535  # sdpMLineIndex is an unsigned short in WebIDL
 
@@ -435,6 +437,19 @@ _PARSERS: Final = MappingProxyType(
 # --- Peers and rate limiting ----------------------------------------------------------------------
 
 
+def peer_instance(person: str, client_instance: str) -> str:
+    """
+    Return the instance a peer is published with: the same for the same person and page.
+
+    A page names itself with a random `instance` query parameter, kept across reconnections, so
+    that others can tell it is the same page back under a new peer id. The server publishes a
+    keyed hash of it together with the person, so nobody can claim another person's instance.
+    """
+    if not _INSTANCE.fullmatch(client_instance or ""):
+        client_instance = secrets.token_urlsafe(12)  # no reconnection to match: a fresh one
+    return salted_hmac("rooms.signaling.instance", f"{person}:{client_instance}").hexdigest()[:16]
+
+
 def new_peer_id() -> str:
     """Return a new unguessable peer id: 12 characters of [A-Za-z0-9_-]."""
     return secrets.token_urlsafe(9)
@@ -522,9 +537,20 @@ def peer_joined(peer: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "peer-joined", "peer": _peer(peer)}
 
 
-def peer_left(peer_id: str) -> dict[str, Any]:
-    """Build the message that tells peers someone left, was removed or lost its connection."""
-    return {"type": "peer-left", "id": peer_id}
+LEFT: Final = "left"  # closed the connection on purpose (left the call, closed the page)
+LOST: Final = "lost"  # the connection dropped, went silent, or its server process died
+REMOVED: Final = "removed"  # kicked by a host
+LEAVE_REASONS: Final = frozenset({LEFT, LOST, REMOVED})
+
+
+def peer_left(peer_id: str, reason: str = LEFT) -> dict[str, Any]:
+    """
+    Build the message that tells peers someone left, was removed or lost its connection.
+
+    A peer that was `lost` may come back under a new id with the same `instance`: a client keeps
+    its media with it for a while rather than hanging up at once.
+    """
+    return {"type": "peer-left", "id": peer_id, "reason": reason}
 
 
 def peer_state(peer_id: str, state: Mapping[str, bool]) -> dict[str, Any]:
@@ -581,6 +607,7 @@ def _peer(peer: Mapping[str, Any]) -> dict[str, Any]:
         "name": peer["name"],
         "role": peer["role"],
         "state": _state(peer["state"]),
+        "instance": peer["instance"],
     }
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import uuid
 
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -9,7 +10,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
 
 from conference.asgi import application
-from rooms import selectors
+from rooms import selectors, signaling
 
 ORIGIN = b"http://localhost:8000"
 
@@ -31,19 +32,27 @@ def session_cookie_for(user=None, guest=None) -> bytes:
 class Peer:
     """One websocket to a room, with helpers to read exactly what it is sent."""
 
-    def __init__(self, communicator: WebsocketCommunicator):
+    def __init__(self, communicator: WebsocketCommunicator, instance: str = ""):
         self.communicator = communicator
+        self.instance = instance  # as the server publishes it to the others
         self.id = None
         self.welcome = None
         self.close_code = None
 
     @classmethod
-    async def connect(cls, slug: str, *, user=None, guest=None, origin: bytes = ORIGIN):
+    async def connect(
+        cls, slug: str, *, user=None, guest=None, origin: bytes = ORIGIN, page: str = ""
+    ):
+        """Open a socket as a page would; `page` is the page's own instance name."""
+        page = page or f"page-{uuid.uuid4().hex}"
         headers = [(b"origin", origin), (b"cookie", await session_cookie_for(user, guest))]
-        communicator = WebsocketCommunicator(application, f"/ws/rooms/{slug}/", headers=headers)
+        communicator = WebsocketCommunicator(
+            application, f"/ws/rooms/{slug}/?instance={page}", headers=headers
+        )
         connected, _ = await communicator.connect(timeout=5)
         assert connected, "the server must accept, then explain any refusal"
-        return cls(communicator)
+        person = f"user:{user.pk}" if user is not None else f"guest:{guest.pk}" if guest else ""
+        return cls(communicator, signaling.peer_instance(person, page) if person else "")
 
     @classmethod
     async def join(cls, slug: str, **kwargs) -> "Peer":

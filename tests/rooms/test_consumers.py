@@ -83,25 +83,51 @@ async def test_a_newcomer_is_welcomed_with_the_peers_and_they_are_told(call):
 
     assert ann.welcome["self"] == {"id": ann.id, "name": "Ann", "role": "participant"}
     assert ann.welcome["peers"] == [
-        {"id": olga.id, "name": "Olga", "role": "host", "state": DEFAULT_STATE}
+        {
+            "id": olga.id,
+            "name": "Olga",
+            "role": "host",
+            "state": DEFAULT_STATE,
+            "instance": olga.instance,
+        }
     ]
     assert await olga.receive() == {
         "type": "peer-joined",
-        "peer": {"id": ann.id, "name": "Ann", "role": "participant", "state": DEFAULT_STATE},
+        "peer": {
+            "id": ann.id,
+            "name": "Ann",
+            "role": "participant",
+            "state": DEFAULT_STATE,
+            "instance": ann.instance,
+        },
     }
     assert olga.id != ann.id
     await ann.leave()
-    assert await olga.receive() == {"type": "peer-left", "id": ann.id}
+    assert await olga.receive() == {"type": "peer-left", "id": ann.id, "reason": "left"}
     await olga.leave()
 
 
-async def test_peer_ids_are_new_for_every_connection(call):
-    first = await join(call, call.ann)
+async def test_peer_ids_are_new_for_every_connection_and_a_page_keeps_its_instance(call):
+    first = await join(call, call.ann, page="page-of-ann-0001")
     await first.leave()
-    second = await join(call, call.ann)
+    second = await join(call, call.ann, page="page-of-ann-0001")
+    other_tab = await join(call, call.ann, page="page-of-ann-0002")
 
     assert first.id != second.id
+    assert first.instance == second.instance != other_tab.instance
     await second.leave()
+    await other_tab.leave()
+
+
+async def test_a_dropped_connection_is_reported_as_lost_not_left(call):
+    olga = await join(call, call.owner)
+    ann = await join(call, call.ann)
+    await olga.receive_type("peer-joined")
+
+    await ann.communicator.disconnect(code=1006)
+
+    assert await olga.receive() == {"type": "peer-left", "id": ann.id, "reason": "lost"}
+    await olga.leave()
 
 
 async def test_state_reaches_the_other_peers_and_newcomers(call):
@@ -335,7 +361,13 @@ async def test_a_lobby_entrant_learns_nothing_until_admitted(lobby_call):
     assert {peer["id"] for peer in welcome["peers"]} == {olga.id, ann.id}
     assert await olga.receive() == {
         "type": "peer-joined",
-        "peer": {"id": gail_id, "name": "Gail", "role": "participant", "state": DEFAULT_STATE},
+        "peer": {
+            "id": gail_id,
+            "name": "Gail",
+            "role": "participant",
+            "state": DEFAULT_STATE,
+            "instance": gail.instance,
+        },
     }
     assert await olga.receive() == {"type": "lobby-left", "id": gail_id}
     for peer in (olga, ann, gail):
@@ -425,7 +457,7 @@ async def test_a_kicked_peer_is_closed_and_cannot_rejoin(call):
     error, code = await ann.refused()
     assert (error["code"], code) == ("kicked", 4403)
     await ann.leave()
-    assert await olga.receive() == {"type": "peer-left", "id": ann.id}
+    assert await olga.receive() == {"type": "peer-left", "id": ann.id, "reason": "removed"}
     error, code = await refusal(call.room.slug, user=call.ann)
     assert (error["code"], code) == ("kicked", 4403)
     await olga.leave()
@@ -563,7 +595,11 @@ async def test_a_silent_client_is_dropped_and_reported_as_left(call, settings):
     error, code = await ann.refused()
     assert (error["code"], code) == ("timed-out", 4408)
     await ann.leave()
-    assert await olga.receive_type("peer-left") == {"type": "peer-left", "id": ann.id}
+    assert await olga.receive_type("peer-left") == {
+        "type": "peer-left",
+        "id": ann.id,
+        "reason": "lost",
+    }
     await olga.leave()
 
 

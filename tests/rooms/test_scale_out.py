@@ -35,14 +35,14 @@ async def test_a_call_spans_two_processes_and_forgets_a_dead_one(site):
     ann = await SignalingClient.join(second, call["slug"], call["sessions"]["ann"])
 
     assert olga.welcome["peers"] == []
-    assert ann.welcome["peers"] == [
-        {
-            "id": olga.id,
-            "name": "Olga",
-            "role": "host",
-            "state": {"audio": True, "video": True, "screen": False, "hand": False},
-        }
-    ]
+    (seen,) = ann.welcome["peers"]
+    assert seen == {
+        "id": olga.id,
+        "name": "Olga",
+        "role": "host",
+        "state": {"audio": True, "video": True, "screen": False, "hand": False},
+        "instance": seen["instance"],
+    }
     joined = await olga.receive_type("peer-joined")
     assert joined["peer"]["id"] == ann.id
 
@@ -67,7 +67,7 @@ async def test_a_call_spans_two_processes_and_forgets_a_dead_one(site):
     stop.set()
     await pinger
 
-    assert left == {"type": "peer-left", "id": ann.id}
+    assert left == {"type": "peer-left", "id": ann.id, "reason": "lost"}
     assert noticed_after < 30, f"a dead process's peer was reported after {noticed_after:.0f} s"
     attendance = site.run(
         "from rooms.models import Attendance\n"
@@ -122,7 +122,11 @@ async def test_two_clients_talk_through_one_process_without_redis(tmp_path):
             "data": ANSWER,
         }
         await ann.close()
-        assert await olga.receive_type("peer-left") == {"type": "peer-left", "id": ann.id}
+        assert await olga.receive_type("peer-left") == {
+            "type": "peer-left",
+            "id": ann.id,
+            "reason": "left",
+        }
         await olga.close()
     finally:
         site.stop_all()

@@ -570,12 +570,14 @@ ALICE = {
     "state": {"audio": True, "video": False, "screen": False, "hand": True},
     "channel": "specific.secret!channel",
     "user_id": 7,
+    "instance": "a1b2c3d4e5f60718",
 }
 BOB = {
     "id": "bob-id",
     "name": "Bob",
     "role": "participant",
     "state": {"audio": False, "video": False, "screen": True, "hand": False},
+    "instance": "0f1e2d3c4b5a6978",
 }
 
 
@@ -595,6 +597,7 @@ def test_welcome():
                 "name": "Alice",
                 "role": "host",
                 "state": {"audio": True, "video": False, "screen": False, "hand": True},
+                "instance": "a1b2c3d4e5f60718",
             }
         ],
         "iceServers": [{"urls": ["stun:stun.example.com:3478"]}],
@@ -635,9 +638,11 @@ def test_presence_builders():
             "name": "Bob",
             "role": "participant",
             "state": {"audio": False, "video": False, "screen": True, "hand": False},
+            "instance": "0f1e2d3c4b5a6978",
         },
     }
-    assert signaling.peer_left("bob-id") == {"type": "peer-left", "id": "bob-id"}
+    assert signaling.peer_left("bob-id") == {"type": "peer-left", "id": "bob-id", "reason": "left"}
+    assert signaling.peer_left("bob-id", signaling.LOST)["reason"] == "lost"
     assert signaling.peer_state(
         "bob-id", {"audio": True, "video": False, "screen": False, "hand": True, "x": 1}
     ) == {
@@ -843,3 +848,19 @@ def test_rate_limiter_at_the_default_settings():
 def test_rate_limiter_refuses_a_useless_configuration(rate, burst):
     with pytest.raises(ValueError):
         RateLimiter(rate, burst)
+
+
+def test_a_page_keeps_its_instance_across_reconnections_but_nobody_can_borrow_it():
+    first = signaling.peer_instance("user:1", "page-0123456789")
+
+    assert signaling.peer_instance("user:1", "page-0123456789") == first
+    assert signaling.peer_instance("user:2", "page-0123456789") != first
+    assert signaling.peer_instance("user:1", "page-9876543210") != first
+    assert len(first) == 16
+
+
+@pytest.mark.parametrize("client_instance", ["", "short", "bad/chars!here", "x" * 65])
+def test_a_missing_or_malformed_instance_gets_a_fresh_one_each_time(client_instance):
+    first = signaling.peer_instance("user:1", client_instance)
+
+    assert signaling.peer_instance("user:1", client_instance) != first
