@@ -33,3 +33,10 @@ def participant_count(slug: str) -> int:
     from rooms.presence import get_presence
 
     return get_presence().count(slug)
+
+
+def participant_names(slug: str) -> list[str]:
+    """Return the names of the people in the room's call now."""
+    from rooms.presence import get_presence
+
+    return get_presence().names(slug)

@@ -112,6 +112,9 @@ class MemoryPresence:
     def count(self, slug: str) -> int:
         return len(self.peers.get(slug, {}))
 
+    def names(self, slug: str) -> list[str]:
+        return sorted(entry["name"] for entry in list(self.peers.get(slug, {}).values()))
+
 
 class RedisPresence:
     """Presence shared by every process through Redis, with entries that age out."""
@@ -191,6 +194,10 @@ class RedisPresence:
 
     def count(self, slug: str) -> int:
         return self.sync_client.hlen(self.keys(slug)[0])
+
+    def names(self, slug: str) -> list[str]:
+        values = self.sync_client.hvals(self.keys(slug)[0])
+        return sorted(json.loads(value)["name"] for value in values)
 
 
 _memory = MemoryPresence()

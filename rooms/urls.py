@@ -15,6 +15,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/edit/", views.RoomUpdateView.as_view(), name="edit"),
     path("rooms/<slug:slug>/delete/", views.RoomDeleteView.as_view(), name="delete"),
     path("rooms/<slug:slug>/call/", views.call, name="call"),
+    path("rooms/<slug:slug>/call/people/", views.call_people, name="call_people"),
     path("rooms/<slug:slug>/co-hosts/", views.co_host_add, name="co_host_add"),
     path(
         "rooms/<slug:slug>/co-hosts/<int:user_id>/remove/",

@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 
-from rooms import calendar, selectors, services
+from rooms import calendar, live, selectors, services
 from rooms.forms import (
     CoHostForm,
     EmailInvitationForm,
@@ -498,9 +498,31 @@ def call(request, slug):
     if decision.code == selectors.NOT_SIGNED_IN:
         return redirect(f"{reverse('account_login')}?next={room.get_call_url()}")
     status = 200 if decision.allowed or decision.code == selectors.TOO_EARLY else 403
+    call_config = {
+        "slug": room.slug,
+        "roomName": room.name,
+        "websocketPath": f"/ws/rooms/{room.slug}/",
+        "peopleUrl": reverse("rooms:call_people", kwargs={"slug": room.slug}),
+        "name": decision.name,
+        "maxParticipants": room.max_participants,
+    }
     return render(
         request,
         "rooms/call.html",
-        {"room": room, "decision": decision, "guest": guest},
+        {"room": room, "decision": decision, "guest": guest, "call_config": call_config},
         status=status,
     )
+
+
+def call_people(request, slug):
+    """Who is in the call now, for the pre-join screen of someone who may join it."""
+    room = get_object_or_404(Room, slug=slug)
+    guest = (
+        None
+        if request.user.is_authenticated
+        else selectors.guest_for_session(request.session, room)
+    )
+    decision = selectors.join_decision(room, user=request.user, guest=guest)
+    if not decision.allowed or decision.lobby:
+        return JsonResponse({"people": []}, status=403)
+    return JsonResponse({"people": live.participant_names(room.slug)})

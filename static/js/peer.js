@@ -206,6 +206,14 @@ export class Peer extends EventTarget {
    * @param {string} label
    * @param {RTCDataChannelInit} [init]
    */
+  /**
+   * Receive a kind of media without sending any (a receive-only participant).
+   * @param {'audio' | 'video'} kind
+   */
+  addReceiver(kind) {
+    return this.#pc.addTransceiver(kind, { direction: 'recvonly' });
+  }
+
   createDataChannel(label, init) {
     return this.#pc.createDataChannel(label, init);
   }
@@ -365,6 +373,7 @@ export class Peer extends EventTarget {
  * @property {number | null} roundTripTimeMs of the selected candidate pair
  * @property {number | null} packetLoss fraction of inbound RTP packets lost since the call began
  * @property {boolean | null} relayed whether the selected pair goes through a TURN server
+ * @property {number | null} audioLevel of the remote audio now, 0 to 1
  */
 
 /**
@@ -400,5 +409,9 @@ export function summarizeStats(report) {
       )
     : null;
 
-  return { roundTripTimeMs, packetLoss, relayed };
+  // How loud the remote side is now (0 to 1), for the active speaker highlight.
+  const audio = stats.find((s) => s.type === 'inbound-rtp' && s.kind === 'audio');
+  const audioLevel = typeof audio?.audioLevel === 'number' ? audio.audioLevel : null;
+
+  return { roundTripTimeMs, packetLoss, relayed, audioLevel };
 }

@@ -519,12 +519,12 @@ test('summarizeStats reads the selected pair of a Chromium report', () => {
       { id: 'L1', type: 'local-candidate', candidateType: 'host' },
       { id: 'L2', type: 'local-candidate', candidateType: 'relay' },
       { id: 'R1', type: 'remote-candidate', candidateType: 'srflx' },
-      { id: 'IA', type: 'inbound-rtp', kind: 'audio', packetsLost: 5, packetsReceived: 95 },
+      { id: 'IA', type: 'inbound-rtp', kind: 'audio', packetsLost: 5, packetsReceived: 95, audioLevel: 0.25 },
       { id: 'IV', type: 'inbound-rtp', kind: 'video', packetsLost: -1, packetsReceived: 100 },
       { id: 'RIA', type: 'remote-inbound-rtp', packetsLost: 50 },
     ].map((stat) => [stat.id, stat]),
   );
-  assert.deepEqual(summarizeStats(report), { roundTripTimeMs: 42, packetLoss: 5 / 200, relayed: true });
+  assert.deepEqual(summarizeStats(report), { roundTripTimeMs: 42, packetLoss: 5 / 200, relayed: true, audioLevel: 0.25 });
 });
 
 test('summarizeStats falls back to the flagged pair when there are no transport stats', () => {
@@ -537,9 +537,9 @@ test('summarizeStats falls back to the flagged pair when there are no transport 
       { id: 'R2', type: 'remote-candidate', candidateType: 'srflx' },
     ].map((stat) => [stat.id, stat]),
   );
-  assert.deepEqual(summarizeStats(report), { roundTripTimeMs: 21, packetLoss: null, relayed: false });
+  assert.deepEqual(summarizeStats(report), { roundTripTimeMs: 21, packetLoss: null, relayed: false, audioLevel: null });
 });
 
 test('summarizeStats of an empty report knows nothing', () => {
-  assert.deepEqual(summarizeStats(new Map()), { roundTripTimeMs: null, packetLoss: null, relayed: null });
+  assert.deepEqual(summarizeStats(new Map()), { roundTripTimeMs: null, packetLoss: null, relayed: null, audioLevel: null });
 });

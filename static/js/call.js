@@ -1,0 +1,654 @@
+// @ts-check
+/**
+ * The call page: wires the signaling connection, one Peer per other participant (a mesh), the
+ * local media, chat and files to the view. Speaks exactly docs/signaling.md.
+ */
+
+import { ChatLog, historyPayload, makeChatMessage, parseChatPayload } from './chat.js';
+import { FileReceiver, FileSender, fileChannelLabel, fileTransferId } from './files.js';
+import { describeMediaError, listDevices, measureLevel, openLocalMedia, videoEncodingFor } from './media.js';
+import { Peer } from './peer.js';
+import { SignalingConnection, signalingUrl } from './signaling.js';
+import { CallView, formatBytes } from './ui.js';
+
+const config = JSON.parse(/** @type {HTMLElement} */ (document.getElementById('call-config')).textContent ?? '{}');
+const view = new CallView();
+
+/** How long a peer whose connection was lost may take to come back before we hang up on it. */
+const AWAY_GRACE_MS = 20_000;
+/** The mesh carries video well up to about this many people. */
+const MESH_COMFORT = 6;
+
+const ENDINGS = {
+  kicked: 'A host removed you from this call.',
+  ended: 'A host ended the call for everyone.',
+  denied: 'A host did not let you in.',
+  left: 'You left the call.',
+};
+
+/**
+ * @typedef {object} Remote
+ * @property {string} id the peer id now (it changes when the peer reconnects)
+ * @property {string} instance
+ * @property {string} name
+ * @property {string} role
+ * @property {{audio: boolean, video: boolean, screen: boolean, hand: boolean}} state
+ * @property {boolean} polite
+ * @property {Peer} peer
+ * @property {MediaStream} stream
+ * @property {Map<string, RTCRtpSender>} senders by local track kind ("audio", "video")
+ * @property {any} awayTimer
+ * @property {boolean} historySent
+ */
+
+const local = {
+  /** @type {MediaStream | null} */ stream: null,
+  /** @type {MediaStreamTrack | null} */ screen: null,
+  state: { audio: true, video: true, screen: false, hand: false },
+  sinkId: /** @type {string | undefined} */ (undefined),
+  stopMeter: () => {},
+};
+const call = {
+  /** @type {SignalingConnection | null} */ signaling: null,
+  self: { id: '', name: config.name, role: 'participant' },
+  /** @type {RTCIceServer[]} */ iceServers: [],
+  welcomed: false,
+  locked: false,
+  ended: false,
+};
+/** @type {Map<string, Remote>} */
+const remotes = new Map();
+const chat = new ChatLog();
+let unread = 0;
+// This page's name across reconnections, so the others keep their media with it.
+const instance = crypto.randomUUID().replaceAll('-', '');
+
+// --- Pre-join ---------------------------------------------------------------------------------
+
+async function prepare(choice = {}) {
+  local.stopMeter();
+  for (const track of local.stream?.getTracks() ?? []) track.stop();
+  const { stream, problem } = await openLocalMedia(navigator.mediaDevices, choice);
+  local.stream = stream;
+  view.showPreview(stream);
+  view.setPreviewOff(!stream?.getVideoTracks().length);
+  view.showPrejoinProblem(problem?.message ?? null, !stream);
+  view.setJoinEnabled(Boolean(stream));
+  if (stream) local.stopMeter = measureLevel(stream, (level) => view.setLevel(level));
+  const devices = await listDevices(navigator.mediaDevices).catch(() => ({ cameras: [], microphones: [], speakers: [] }));
+  view.showDevices(
+    devices,
+    {
+      camera: stream?.getVideoTracks()[0]?.getSettings().deviceId,
+      microphone: stream?.getAudioTracks()[0]?.getSettings().deviceId,
+    },
+    'setSinkId' in HTMLMediaElement.prototype,
+  );
+}
+
+async function refreshPeopleInCall() {
+  if (call.welcomed || call.ended) return;
+  try {
+    const response = await fetch(config.peopleUrl, { credentials: 'same-origin' });
+    if (response.ok) view.showPrejoinPeople((await response.json()).people);
+  } catch {
+    // The list is a courtesy; joining works without it.
+  }
+}
+
+/** @param {{muted: boolean, cameraOff: boolean}} options */
+function join(options) {
+  for (const track of local.stream?.getAudioTracks() ?? []) track.enabled = !options.muted;
+  for (const track of local.stream?.getVideoTracks() ?? []) track.enabled = !options.cameraOff;
+  local.state.audio = Boolean(local.stream?.getAudioTracks().length) && !options.muted;
+  local.state.video = Boolean(local.stream?.getVideoTracks().length) && !options.cameraOff;
+  view.enterCall();
+  view.tile('self', call.self.name, true);
+  view.setTileStream('self', local.stream ?? new MediaStream(), undefined);
+  view.setTileState('self', local.state);
+  showControls();
+  const url = signalingUrl(location, config.websocketPath, instance);
+  call.signaling = new SignalingConnection(url);
+  call.signaling.addEventListener('message', (event) => onMessage(/** @type {any} */ (event).message));
+  call.signaling.addEventListener('status', (event) => view.setConnection(/** @type {any} */ (event).status));
+  call.signaling.addEventListener('ended', (event) => {
+    const { error } = /** @type {any} */ (event);
+    end(ENDINGS[/** @type {keyof ENDINGS} */ (error?.code)] ?? error?.message ?? 'The connection to the call was closed.');
+  });
+  call.signaling.connect();
+}
+
+view.on('join', () => join(view.startOptions()));
+view.on('join-receive-only', () => join({ muted: true, cameraOff: true }));
+view.on('camera-change', (deviceId) => switchDevice('video', deviceId));
+view.on('mic-change', (deviceId) => switchDevice('audio', deviceId));
+view.on('speaker-change', (deviceId) => {
+  local.sinkId = deviceId;
+  view.setSpeaker(deviceId);
+});
+
+// --- Signaling messages -----------------------------------------------------------------------
+
+/** @param {any} message */
+function onMessage(message) {
+  switch (message.type) {
+    case 'welcome':
+      return onWelcome(message);
+    case 'lobby':
+      return view.showLobby(true);
+    case 'peer-joined':
+      return onPeerJoined(message.peer);
+    case 'peer-left':
+      return onPeerLeft(message.id, message.reason);
+    case 'peer-state':
+      return onPeerState(message.id, message.state);
+    case 'signal':
+      return onSignal(message.from, message.data);
+    case 'knock':
+      return view.addLobbyEntry(message.peer);
+    case 'lobby-left':
+      return view.removeLobbyEntry(message.id);
+    case 'mute-request':
+      return onMuteRequest(message.by);
+    case 'room':
+      call.locked = message.room.locked;
+      view.toast(call.locked ? 'The room is now locked.' : 'The room is unlocked.');
+      return showHostControls();
+    case 'error':
+      if (!['kicked', 'ended', 'denied'].includes(message.code)) console.warn('signaling error', message);
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** @param {any} welcome */
+function onWelcome(welcome) {
+  const rejoining = call.welcomed;
+  call.welcomed = true;
+  call.self = welcome.self;
+  call.iceServers = welcome.iceServers;
+  call.locked = welcome.room.locked;
+  view.showLobby(false);
+  view.setTileName('self', `${welcome.self.name} (you)`);
+  sendState();
+  const present = new Set();
+  for (const info of welcome.peers) {
+    present.add(info.instance);
+    const known = findByInstance(info.instance);
+    if (known) {
+      rekey(known, info);
+    } else {
+      // The newcomer sends the first offer to everyone already there.
+      createRemote(info, { polite: false }).peer.start();
+    }
+  }
+  if (rejoining) {
+    // Whoever is not back yet may still be reconnecting too: keep their media for a while.
+    for (const remote of remotes.values()) if (!present.has(remote.instance)) markAway(remote);
+  }
+  showHostControls();
+  updatePeople();
+}
+
+/** @param {any} info */
+function onPeerJoined(info) {
+  const known = findByInstance(info.instance);
+  if (known) {
+    rekey(known, info);
+  } else if (!remotes.has(info.id)) {
+    // Existing peers never offer first: make the connection ready and wait for the offer.
+    createRemote(info, { polite: true });
+  } else {
+    const remote = /** @type {Remote} */ (remotes.get(info.id));
+    Object.assign(remote, { name: info.name, role: info.role, instance: info.instance, state: info.state });
+    view.setTileName(remote.id, remote.name);
+    view.setTileState(remote.id, remote.state);
+  }
+  updatePeople();
+}
+
+/** @param {string} id @param {string} reason */
+function onPeerLeft(id, reason) {
+  const remote = remotes.get(id);
+  if (!remote) return;
+  if (reason === 'lost' && remote.peer.connectionState === 'connected') markAway(remote);
+  else removeRemote(remote);
+}
+
+/** @param {string} id @param {any} state */
+function onPeerState(id, state) {
+  const remote = remotes.get(id);
+  if (!remote) return;
+  remote.state = state;
+  view.setTileState(id, state);
+  if (state.hand) view.toast(`${remote.name} raised a hand.`);
+  updatePeople();
+}
+
+/** @param {string} from @param {any} data */
+function onSignal(from, data) {
+  // A newcomer's offer can arrive before its peer-joined.
+  const remote = remotes.get(from) ?? createRemote({ id: from, name: '…', role: 'participant', instance: '', state: null }, { polite: true });
+  void remote.peer.handleSignal(data);
+}
+
+/** @param {{id: string, name: string}} by */
+function onMuteRequest(by) {
+  if (local.state.audio) toggleMute();
+  view.toast(`${by.name} asked you to mute. Unmute when you want to speak.`);
+}
+
+// --- The mesh ---------------------------------------------------------------------------------
+
+/**
+ * @param {{id: string, name: string, role: string, instance: string, state: any}} info
+ * @param {{polite: boolean}} options
+ * @returns {Remote}
+ */
+function createRemote(info, { polite }) {
+  /** @type {Remote} */
+  const remote = {
+    id: info.id,
+    instance: info.instance,
+    name: info.name,
+    role: info.role,
+    state: info.state ?? { audio: true, video: true, screen: false, hand: false },
+    polite,
+    peer: /** @type {any} */ (null),
+    stream: new MediaStream(),
+    senders: new Map(),
+    awayTimer: null,
+    historySent: false,
+  };
+  remote.peer = connect(remote);
+  remotes.set(remote.id, remote);
+  view.tile(remote.id, remote.name);
+  view.setTileStream(remote.id, remote.stream, local.sinkId);
+  view.setTileState(remote.id, remote.state);
+  adaptToSize();
+  return remote;
+}
+
+/** Make the peer connection of a remote, with local media, chat and file channels. */
+function connect(/** @type {Remote} */ remote) {
+  const peer = new Peer({
+    id: remote.id,
+    polite: remote.polite,
+    iceServers: call.iceServers,
+    sendSignal: (data) => call.signaling?.send({ type: 'signal', to: remote.id, data }),
+  });
+  remote.senders = new Map();
+  for (const track of local.stream?.getTracks() ?? []) {
+    remote.senders.set(track.kind, peer.addTrack(track, /** @type {MediaStream} */ (local.stream)));
+  }
+  if (local.screen) replaceOrAddVideo(remote, peer, local.screen);
+  for (const kind of /** @type {const} */ (['audio', 'video'])) {
+    if (!remote.senders.has(kind)) peer.addReceiver(kind);
+  }
+  peer.addEventListener('track', (event) => {
+    const { track } = /** @type {any} */ (event);
+    for (const old of remote.stream.getTracks()) if (old.kind === track.kind) remote.stream.removeTrack(old);
+    remote.stream.addTrack(track);
+    view.setTileStream(remote.id, remote.stream, local.sinkId);
+  });
+  peer.addEventListener('datachannel', (event) => receiveFile(remote, /** @type {any} */ (event).channel));
+  peer.addEventListener('rebuild', (event) => rebuild(remote, /** @type {any} */ (event).signal));
+  peer.addEventListener('error', (event) => console.warn('peer connection', remote.name, /** @type {any} */ (event).error));
+  const channel = peer.chatChannel;
+  channel.addEventListener('open', () => {
+    // The one who was here first hands the chat so far to the newcomer.
+    if (remote.polite && !remote.historySent && chat.size > 0) {
+      remote.historySent = true;
+      channel.send(historyPayload(chat, (id) => (id === call.self.id ? call.self.name : remotes.get(id)?.name)));
+    }
+  });
+  channel.addEventListener('message', (event) => onChatPayload(remote, event.data));
+  applyEncoding(remote);
+  return peer;
+}
+
+/** Replace a connection that could not recover, leaving every other one alone. */
+function rebuild(/** @type {Remote} */ remote, /** @type {any} */ signal) {
+  remote.peer.close();
+  remote.stream = new MediaStream();
+  remote.historySent = true; // the history went over the old connection
+  remote.peer = connect(remote);
+  view.setTileStream(remote.id, remote.stream, local.sinkId);
+  if (!remote.polite) remote.peer.start();
+  if (signal) void remote.peer.handleSignal(signal);
+}
+
+/** @param {string} instance */
+function findByInstance(instance) {
+  if (!instance) return undefined;
+  for (const remote of remotes.values()) if (remote.instance === instance) return remote;
+  return undefined;
+}
+
+/** The same page is back under a new peer id: keep its connection, learn the new id. */
+function rekey(/** @type {Remote} */ remote, /** @type {any} */ info) {
+  clearTimeout(remote.awayTimer);
+  remote.awayTimer = null;
+  if (remote.id !== info.id) {
+    remotes.delete(remote.id);
+    view.renameTile(remote.id, info.id);
+    remote.id = info.id;
+    remotes.set(remote.id, remote);
+  }
+  Object.assign(remote, { name: info.name, role: info.role, state: info.state });
+  view.setTileName(remote.id, remote.name);
+  view.setTileState(remote.id, remote.state);
+}
+
+function markAway(/** @type {Remote} */ remote) {
+  if (remote.awayTimer) return;
+  remote.awayTimer = setTimeout(() => removeRemote(remote), AWAY_GRACE_MS);
+}
+
+function removeRemote(/** @type {Remote} */ remote) {
+  clearTimeout(remote.awayTimer);
+  remote.peer.close();
+  remotes.delete(remote.id);
+  view.removeTile(remote.id);
+  adaptToSize();
+  updatePeople();
+}
+
+/** Above four people, send less video to each so that the total stays sensible. */
+function adaptToSize() {
+  const people = remotes.size + 1;
+  for (const remote of remotes.values()) applyEncoding(remote);
+  view.setMeshNotice(
+    people >= MESH_COMFORT
+      ? `${people} people: calls are peer-to-peer, so video is sent at lower quality to keep up. Beyond ${MESH_COMFORT} people it may stutter.`
+      : null,
+  );
+}
+
+function applyEncoding(/** @type {Remote} */ remote) {
+  const sender = remote.senders.get('video');
+  if (!sender?.getParameters) return;
+  const parameters = sender.getParameters();
+  if (!parameters.encodings?.length) return; // not negotiated yet; applied on the next change
+  const limits = videoEncodingFor(remotes.size + 1);
+  for (const encoding of parameters.encodings) Object.assign(encoding, limits);
+  void sender.setParameters(parameters).catch(() => {});
+}
+
+// --- Own media --------------------------------------------------------------------------------
+
+function sendState() {
+  call.signaling?.send({ type: 'state', state: local.state });
+  view.setTileState('self', local.state);
+  showControls();
+}
+
+function showControls() {
+  view.setControls({
+    muted: !local.state.audio,
+    cameraOff: !local.state.video,
+    sharing: local.state.screen,
+    hand: local.state.hand,
+    hasAudio: Boolean(local.stream?.getAudioTracks().length),
+    hasVideo: Boolean(local.stream?.getVideoTracks().length),
+  });
+}
+
+function toggleMute() {
+  const tracks = local.stream?.getAudioTracks() ?? [];
+  if (!tracks.length) return;
+  local.state.audio = !local.state.audio;
+  for (const track of tracks) track.enabled = local.state.audio;
+  sendState();
+}
+
+function toggleCamera() {
+  const tracks = local.stream?.getVideoTracks() ?? [];
+  if (!tracks.length) return;
+  local.state.video = !local.state.video;
+  for (const track of tracks) track.enabled = local.state.video;
+  sendState();
+}
+
+/** @param {'audio' | 'video'} kind @param {string} deviceId */
+async function switchDevice(kind, deviceId) {
+  if (!call.welcomed && !document.getElementById('prejoin')?.hidden) {
+    const current = local.stream;
+    await prepare({
+      audioDeviceId: kind === 'audio' ? deviceId : current?.getAudioTracks()[0]?.getSettings().deviceId,
+      videoDeviceId: kind === 'video' ? deviceId : current?.getVideoTracks()[0]?.getSettings().deviceId,
+    });
+    return;
+  }
+  try {
+    const fresh = await navigator.mediaDevices.getUserMedia({ [kind]: { deviceId: { exact: deviceId } } });
+    const track = fresh.getTracks()[0];
+    track.enabled = kind === 'audio' ? local.state.audio : local.state.video;
+    const old = kind === 'audio' ? local.stream?.getAudioTracks()[0] : local.stream?.getVideoTracks()[0];
+    if (old) {
+      local.stream?.removeTrack(old);
+      old.stop();
+    }
+    local.stream?.addTrack(track);
+    for (const remote of remotes.values()) {
+      const sender = remote.senders.get(kind);
+      if (sender && !(kind === 'video' && local.screen)) void remote.peer.replaceTrack(sender, track);
+    }
+  } catch (error) {
+    view.toast(describeMediaError(error).message);
+  }
+}
+
+async function toggleScreen() {
+  if (local.screen) return stopScreen();
+  try {
+    const display = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    local.screen = display.getVideoTracks()[0];
+    local.screen.addEventListener('ended', () => stopScreen());
+    for (const remote of remotes.values()) replaceOrAddVideo(remote, remote.peer, local.screen);
+    view.setTileStream('self', display, undefined);
+    local.state.screen = true;
+    sendState();
+  } catch (error) {
+    if (/** @type {any} */ (error)?.name !== 'NotAllowedError') view.toast('The screen could not be shared.');
+  }
+}
+
+/**
+ * Send the screen instead of the camera; a person with no camera adds a video track, which the
+ * peers renegotiate (perfect negotiation makes that safe from either side).
+ */
+function replaceOrAddVideo(/** @type {Remote} */ remote, /** @type {Peer} */ peer, /** @type {MediaStreamTrack} */ track) {
+  const sender = remote.senders.get('video');
+  if (sender) void peer.replaceTrack(sender, track);
+  else remote.senders.set('screen', peer.addTrack(track, new MediaStream([track])));
+}
+
+function stopScreen() {
+  if (!local.screen) return;
+  local.screen.stop();
+  local.screen = null;
+  const camera = local.stream?.getVideoTracks()[0] ?? null;
+  for (const remote of remotes.values()) {
+    const sender = remote.senders.get('video');
+    if (sender) void remote.peer.replaceTrack(sender, camera);
+    const added = remote.senders.get('screen');
+    if (added) {
+      remote.peer.removeTrack(added);
+      remote.senders.delete('screen');
+    }
+  }
+  view.setTileStream('self', local.stream ?? new MediaStream(), undefined);
+  local.state.screen = false;
+  sendState();
+}
+
+view.on('mute', toggleMute);
+view.on('camera', toggleCamera);
+view.on('screen', () => void toggleScreen());
+view.on('hand', () => {
+  local.state.hand = !local.state.hand;
+  sendState();
+});
+view.on('leave', () => {
+  call.signaling?.close();
+  end(ENDINGS.left);
+});
+
+// --- People and host actions ------------------------------------------------------------------
+
+function updatePeople() {
+  const people = [
+    { id: call.self.id || 'self', name: call.self.name, role: call.self.role, self: true, hand: local.state.hand },
+    ...[...remotes.values()].map((remote) => ({ id: remote.id, name: remote.name, role: remote.role, self: false, hand: remote.state.hand })),
+  ];
+  view.showPeople(people, isHost());
+}
+
+function isHost() {
+  return call.self.role === 'host' || call.self.role === 'cohost';
+}
+
+function showHostControls() {
+  view.setHostControls(isHost(), call.locked);
+}
+
+view.on('admit', (id) => call.signaling?.send({ type: 'admit', id }));
+view.on('deny', (id) => call.signaling?.send({ type: 'deny', id }));
+view.on('kick', (id) => call.signaling?.send({ type: 'kick', id }));
+view.on('mute-peer', (id) => call.signaling?.send({ type: 'mute', id }));
+view.on('lock', () => call.signaling?.send({ type: 'lock', locked: !call.locked }));
+view.on('end', () => {
+  if (window.confirm('End the call for everyone?')) call.signaling?.send({ type: 'end' });
+});
+
+// --- Chat -------------------------------------------------------------------------------------
+
+view.on('chat', (text) => {
+  let message;
+  try {
+    message = makeChatMessage(text);
+  } catch {
+    view.toast('A message can be at most 4000 characters long.');
+    return;
+  }
+  chat.add({ ...message, from: { id: call.self.id, name: call.self.name } });
+  const payload = JSON.stringify(message);
+  for (const remote of remotes.values()) {
+    if (remote.peer.chatChannel.readyState === 'open') remote.peer.chatChannel.send(payload);
+  }
+  showChat();
+});
+
+view.on('panel', (name, opening) => {
+  if (name === 'chat' && opening) {
+    unread = 0;
+    view.setUnread(0);
+  }
+});
+
+function onChatPayload(/** @type {Remote} */ remote, /** @type {unknown} */ raw) {
+  const payload = parseChatPayload(raw);
+  if (!payload) return;
+  let added = 0;
+  if (payload.type === 'chat') {
+    const { type: _type, ...message } = payload;
+    added += Number(chat.add({ ...message, from: { id: remote.id, name: remote.name } }));
+  } else {
+    for (const message of payload.messages) added += Number(chat.add(message));
+  }
+  if (added && !view.chatOpen) {
+    unread += added;
+    view.setUnread(unread);
+  }
+  showChat();
+}
+
+function showChat() {
+  view.showChat(chat.messages(), call.self.id);
+}
+
+// --- Files ------------------------------------------------------------------------------------
+
+view.on('file', (file, target) => {
+  const targets = target === 'all' ? [...remotes.values()] : [remotes.get(target)].filter(Boolean);
+  if (!targets.length) {
+    view.toast('There is nobody to send the file to yet.');
+    return;
+  }
+  for (const remote of /** @type {Remote[]} */ (targets)) {
+    const label = fileChannelLabel();
+    const channel = remote.peer.createDataChannel(label, { ordered: true });
+    const sender = new FileSender(channel, file, { name: file.name, mime: file.type });
+    const row = view.addTransfer(
+      { id: /** @type {string} */ (fileTransferId(label)), direction: 'out', name: file.name, size: file.size, who: remote.name },
+      () => sender.cancel(),
+    );
+    sender.addEventListener('progress', (event) => row.progress(/** @type {any} */ (event).bytes));
+    sender.addEventListener('cancel', () => row.done('Cancelled'));
+    sender.addEventListener('error', () => row.done('Failed'));
+    void sender.send().then((sent) => sent && row.done(`Sent, ${formatBytes(file.size)}`));
+  }
+});
+
+function receiveFile(/** @type {Remote} */ remote, /** @type {RTCDataChannel} */ channel) {
+  const id = fileTransferId(channel.label);
+  if (!id) {
+    channel.close();
+    return;
+  }
+  const receiver = new FileReceiver(channel);
+  /** @type {ReturnType<CallView['addTransfer']> | null} */
+  let row = null;
+  receiver.addEventListener('offer', () => {
+    const offer = /** @type {any} */ (receiver.offer);
+    row = view.addTransfer({ id, direction: 'in', name: offer.name, size: offer.size, who: remote.name }, () => receiver.cancel());
+  });
+  receiver.addEventListener('progress', (event) => row?.progress(/** @type {any} */ (event).bytes));
+  receiver.addEventListener('complete', (event) => {
+    const offer = /** @type {any} */ (receiver.offer);
+    row?.done('Received and checked');
+    row?.download(URL.createObjectURL(/** @type {any} */ (event).blob), offer.name, offer.sha256);
+  });
+  receiver.addEventListener('cancel', () => row?.done('Cancelled'));
+  receiver.addEventListener('error', (event) => row?.done(`Failed: ${/** @type {any} */ (event).reason}`));
+}
+
+// --- Quality and the end ----------------------------------------------------------------------
+
+setInterval(async () => {
+  let loudest = null;
+  let loudestLevel = 0.02;
+  for (const remote of remotes.values()) {
+    try {
+      const stats = await remote.peer.getStatsSummary();
+      view.setTileQuality(remote.id, stats, remote.peer.connectionState);
+      if ((stats.audioLevel ?? 0) > loudestLevel && remote.state.audio) {
+        loudest = remote.id;
+        loudestLevel = stats.audioLevel ?? 0;
+      }
+    } catch {
+      // A connection closing between two samples.
+    }
+  }
+  view.setActiveSpeaker(loudest);
+}, 2000);
+
+/** @param {string} why */
+function end(why) {
+  if (call.ended) return;
+  call.ended = true;
+  for (const remote of remotes.values()) remote.peer.close();
+  remotes.clear();
+  local.screen?.stop();
+  for (const track of local.stream?.getTracks() ?? []) track.stop();
+  local.stopMeter();
+  view.showEnded(why);
+}
+
+window.addEventListener('pagehide', () => call.signaling?.close());
+
+void prepare();
+void refreshPeopleInCall();
+const peoplePoll = setInterval(() => (call.welcomed || call.ended ? clearInterval(peoplePoll) : void refreshPeopleInCall()), 5000);
