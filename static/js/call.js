@@ -360,7 +360,7 @@ function adaptToSize() {
   const people = remotes.size + 1;
   for (const remote of remotes.values()) applyEncoding(remote);
   view.setMeshNotice(
-    people >= MESH_COMFORT
+    people >= MESH_COMFORT - 1
       ? `${people} people: calls are peer-to-peer, so video is sent at lower quality to keep up. Beyond ${MESH_COMFORT} people it may stutter.`
       : null,
   );
