@@ -318,6 +318,14 @@ def count_use(invitation: Invitation, now: dt.datetime) -> bool:
 
 
 @transaction.atomic
+def guest_rename(*, guest: Guest, name: str) -> Guest:
+    guest.name = name.strip()
+    guest.full_clean(exclude=["invitation"])
+    guest.save(update_fields=["name"])
+    return guest
+
+
+@transaction.atomic
 def invitation_rsvp(*, invitation: Invitation, answer: str) -> Invitation:
     if answer not in Invitation.Rsvp.values:
         raise ValidationError(_("Answer yes, maybe or no."))

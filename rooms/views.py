@@ -497,6 +497,13 @@ def call(request, slug):
     decision = selectors.join_decision(room, user=request.user, guest=guest)
     if decision.code == selectors.NOT_SIGNED_IN:
         return redirect(f"{reverse('account_login')}?next={room.get_call_url()}")
+    guest_form = None
+    if guest is not None and decision.allowed:
+        # A guest may change the name others will see, up to the moment of joining.
+        guest_form = GuestForm(request.POST or None, initial={"name": guest.name})
+        if request.method == "POST" and guest_form.is_valid():
+            services.guest_rename(guest=guest, name=guest_form.cleaned_data["name"])
+            return redirect(room.get_call_url())
     status = 200 if decision.allowed or decision.code == selectors.TOO_EARLY else 403
     call_config = {
         "slug": room.slug,
@@ -509,7 +516,13 @@ def call(request, slug):
     return render(
         request,
         "rooms/call.html",
-        {"room": room, "decision": decision, "guest": guest, "call_config": call_config},
+        {
+            "room": room,
+            "decision": decision,
+            "guest": guest,
+            "guest_form": guest_form,
+            "call_config": call_config,
+        },
         status=status,
     )
 

@@ -289,3 +289,31 @@ def test_without_camera_and_microphone_a_person_joins_to_watch_and_listen(
     expect(remote_tile(olga.page, "Ann")).to_be_visible(timeout=MEDIA_TIMEOUT)
     expect(remote_tile(olga.page, "Ann").locator(".tile-name")).to_contain_text("Ann")
     expect_no_picture(olga.page, remote_tile_selector("Ann"))
+
+
+def test_a_late_joiner_gets_the_chat_so_far_and_sees_a_shared_screen(site, call, person):
+    url = site.call_url(call["slug"])
+    olga = person("Olga", call["sessions"]["olga"])
+    ann = person("Ann", call["sessions"]["ann"])
+    enter_call(olga.page, url)
+    enter_call(ann.page, url)
+    expect_remote_video_playing(olga.page, "Ann")
+    send_chat(olga.page, "agenda: numbers first")
+    expect(chat_message(ann.page, "agenda: numbers first")).to_have_count(1, timeout=PAGE_TIMEOUT)
+
+    ben = person("Ben", call["sessions"]["ben"])
+    enter_call(ben.page, url)
+    set_chat_open(ben.page, open=True)
+
+    # Handed over by one who was there, once, however many were.
+    line = chat_message(ben.page, "agenda: numbers first")
+    expect(line).to_have_count(1, timeout=MEDIA_TIMEOUT)
+    expect(line.locator(".chat-author")).to_have_text("Olga")
+
+    olga.page.locator("#screen-button").click()
+
+    expect(olga.page.locator("#screen-button")).to_have_attribute("aria-pressed", "true")
+    for viewer in (ann, ben):
+        tile = remote_tile(viewer.page, "Olga")
+        expect(tile.locator(".tile-icons")).to_contain_text("sharing screen", timeout=PAGE_TIMEOUT)
+        expect_remote_video_playing(viewer.page, "Olga")

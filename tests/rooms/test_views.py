@@ -290,3 +290,29 @@ def test_the_meeting_page_lists_occurrences_and_a_host_cancels_one(
     page = alice_client.get(meeting.get_absolute_url())
     assert page.text.count('class="occurrence"') == 2
     assert meeting.cancellations.get().starts_at == second
+
+
+def test_a_guest_can_change_their_name_before_joining(user):
+    room = RoomFactory(owner=user)
+    _, token = services.invitation_create(room=room, created_by=user, allow_guests=True)
+    guest = Client()
+    guest.post(reverse("rooms:invitation", args=[token]), {"name": "Gus"})
+
+    page = guest.get(room.get_call_url())
+    assert 'value="Gus"' in page.text
+    refused = guest.post(room.get_call_url(), {"name": "   "})
+    assert error_beside(refused.text, "name") == "This field is required."
+    assert Guest.objects.get().name == "Gus"
+    guest.post(room.get_call_url(), {"name": "Gus G."})
+
+    assert Guest.objects.get().name == "Gus G."
+    assert "You join as <strong>Gus G.</strong>" in guest.get(room.get_call_url()).text
+
+
+def test_a_signed_in_user_cannot_rename_a_guest_through_the_call_page(alice_client, user):
+    room = RoomFactory(owner=user)
+
+    response = alice_client.post(room.get_call_url(), {"name": "Someone else"})
+
+    assert response.status_code == 200
+    assert "guest-name-form" not in response.text
