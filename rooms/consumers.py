@@ -109,10 +109,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         limit = min(self.room.max_participants, settings.ROOM_MAX_PARTICIPANTS_LIMIT)
         others = await self.presence.admit(self.slug, self.entry, limit=limit)
         if others is None:
-            await self.refuse(
-                signaling.closing_error(signaling.ROOM_FULL),
-                signaling.CLOSE_CODES[signaling.ROOM_FULL],
-            )
+            await self.close_with(signaling.ROOM_FULL)
             return
         was_waiting, self.waiting, self.admitted = self.waiting, False, True
         self.peers = {other["id"]: other for other in others}
@@ -138,6 +135,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_send(
                 self.group, {"type": "lobby.left", "id": self.peer_id}
             )
+
+    async def close_with(self, code: str):
+        """Send the standard error for a closing reason, then close with its code."""
+        await self.refuse(signaling.closing_error(code), signaling.CLOSE_CODES[code])
 
     async def refuse(self, error: dict, code: int):
         self.closing = True
@@ -177,10 +178,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(interval)
             if time.monotonic() - self.last_heard > ttl - interval:
                 self.leave_reason = signaling.LOST
-                await self.refuse(
-                    signaling.closing_error(signaling.TIMED_OUT),
-                    signaling.CLOSE_CODES[signaling.TIMED_OUT],
-                )
+                await self.close_with(signaling.TIMED_OUT)
                 return
             try:
                 await self.presence.touch(self.slug, self.peer_id)
@@ -201,10 +199,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         self.last_heard = time.monotonic()
         if not self.limiter.allow(time.monotonic()):
-            await self.refuse(
-                signaling.closing_error(signaling.RATE_LIMITED),
-                signaling.CLOSE_CODES[signaling.RATE_LIMITED],
-            )
+            await self.close_with(signaling.RATE_LIMITED)
             return
         if text_data is None:
             await self.send_error(
@@ -369,15 +364,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def lobby_deny(self, event):
         if self.waiting:
-            await self.refuse(
-                signaling.closing_error(signaling.DENIED), signaling.CLOSE_CODES[signaling.DENIED]
-            )
+            await self.close_with(signaling.DENIED)
 
     async def peer_kick(self, event):
         self.leave_reason = signaling.REMOVED
-        await self.refuse(
-            signaling.closing_error(signaling.KICKED), signaling.CLOSE_CODES[signaling.KICKED]
-        )
+        await self.close_with(signaling.KICKED)
 
     async def peer_mute(self, event):
         if self.admitted:
@@ -391,4 +382,4 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_end(self, event):
         if not self.closing:
             self.leave_reason = signaling.LEFT
-            await self.refuse(signaling.ended(), signaling.CLOSE_CODES[signaling.ENDED])
+            await self.close_with(signaling.ENDED)

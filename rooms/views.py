@@ -486,14 +486,17 @@ def remember_guest(request, guest: Guest) -> None:
     request.session[selectors.GUEST_SESSION_KEY] = guests
 
 
+def visiting_guest(request, room: Room) -> Guest | None:
+    """Return the guest this browser is in the room, unless someone is signed in."""
+    if request.user.is_authenticated:
+        return None
+    return selectors.guest_for_session(request.session, room)
+
+
 def call(request, slug):
     """The call page: join only when the access rule allows, else say why and what next."""
     room = get_object_or_404(Room.objects.select_related("owner"), slug=slug)
-    guest = (
-        None
-        if request.user.is_authenticated
-        else selectors.guest_for_session(request.session, room)
-    )
+    guest = visiting_guest(request, room)
     decision = selectors.join_decision(room, user=request.user, guest=guest)
     if decision.code == selectors.NOT_SIGNED_IN:
         return redirect(f"{reverse('account_login')}?next={room.get_call_url()}")
@@ -530,11 +533,7 @@ def call(request, slug):
 def call_people(request, slug):
     """Who is in the call now, for the pre-join screen of someone who may join it."""
     room = get_object_or_404(Room, slug=slug)
-    guest = (
-        None
-        if request.user.is_authenticated
-        else selectors.guest_for_session(request.session, room)
-    )
+    guest = visiting_guest(request, room)
     decision = selectors.join_decision(room, user=request.user, guest=guest)
     if not decision.allowed or decision.lobby:
         return JsonResponse({"people": []}, status=403)
