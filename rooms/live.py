@@ -8,6 +8,8 @@ notices are the only group messages: signals to one peer go to that peer's chann
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from rooms.presence import get_presence
+
 
 def room_group(slug: str) -> str:
     """Return the channel-layer group of a room's live call."""
@@ -30,13 +32,9 @@ def call_end(slug: str) -> None:
 
 def participant_count(slug: str) -> int:
     """Return how many people are in the room's call now (not counting the lobby)."""
-    from rooms.presence import get_presence
-
     return get_presence().count(slug)
 
 
 def participant_names(slug: str) -> list[str]:
     """Return the names of the people in the room's call now."""
-    from rooms.presence import get_presence
-
     return get_presence().names(slug)

@@ -139,17 +139,20 @@ def occurrence_starts(
         yield start
 
 
-def occurrences(meeting, *, after=None, before=None, include_cancelled=False):
-    """Return the meeting's occurrences in a span, without the cancelled ones by default."""
-    if meeting.is_cancelled and not include_cancelled:
-        return []
-    cancelled = set() if include_cancelled else cancelled_starts(meeting)
+def iter_occurrences(meeting, *, after=None, before=None):
+    """Yield the meeting's occurrences in a span, in order, leaving out cancelled ones."""
+    if meeting.is_cancelled:
+        return
+    cancelled = cancelled_starts(meeting)
     duration = meeting.ends_at - meeting.starts_at
-    return [
-        Occurrence(meeting=meeting, starts_at=start, ends_at=start + duration)
-        for start in occurrence_starts(meeting, after=after, before=before)
-        if start not in cancelled
-    ]
+    for start in occurrence_starts(meeting, after=after, before=before):
+        if start not in cancelled:
+            yield Occurrence(meeting=meeting, starts_at=start, ends_at=start + duration)
+
+
+def occurrences(meeting, *, after=None, before=None) -> list[Occurrence]:
+    """Return the meeting's occurrences in a span, without the cancelled ones."""
+    return list(iter_occurrences(meeting, after=after, before=before))
 
 
 def cancelled_starts(meeting) -> set[dt.datetime]:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from rooms.models import Ban, CancelledOccurrence, Guest, Invitation, Meeting, Role, Room
-from rooms.recurrence import Occurrence, cancelled_starts, occurrence_starts
+from rooms.recurrence import Occurrence, iter_occurrences
 
 NOT_SIGNED_IN = "not-signed-in"
 NOT_ALLOWED = "not-allowed"
@@ -218,11 +218,7 @@ def active_meetings(room: Room):
 
 def next_occurrence(meeting: Meeting, at: dt.datetime) -> Occurrence | None:
     """Return the meeting's first occurrence that has not ended at `at` and is not cancelled."""
-    cancelled = cancelled_starts(meeting)
-    for start in occurrence_starts(meeting, after=at):
-        if start not in cancelled:
-            return Occurrence(meeting=meeting, starts_at=start, ends_at=start + meeting.duration)
-    return None
+    return next(iter_occurrences(meeting, after=at), None)
 
 
 def rooms_of(user):
@@ -258,12 +254,9 @@ def visible_meetings(user):
 
 def upcoming_occurrences(user, *, start: dt.datetime, end: dt.datetime) -> list[Occurrence]:
     """Return the occurrences running between two instants of the meetings a user can see."""
-    found = []
-    for meeting in visible_meetings(user).filter(cancelled_at__isnull=True):
-        cancelled = cancelled_starts(meeting)
-        found.extend(
-            Occurrence(meeting=meeting, starts_at=begins, ends_at=begins + meeting.duration)
-            for begins in occurrence_starts(meeting, after=start, before=end)
-            if begins not in cancelled
-        )
+    found = [
+        occurrence
+        for meeting in visible_meetings(user).filter(cancelled_at__isnull=True)
+        for occurrence in iter_occurrences(meeting, after=start, before=end)
+    ]
     return sorted(found, key=lambda occurrence: occurrence.starts_at)

@@ -44,6 +44,14 @@ def hosted_room(request, slug: str) -> Room:
     return room
 
 
+def owned_room(request, slug: str) -> Room:
+    """Return the room if the signed-in user owns it, else 404 or 403: for owner-only changes."""
+    room = hosted_room(request, slug)
+    if room.owner_id != request.user.pk:
+        raise PermissionDenied
+    return room
+
+
 def home(request):
     if request.user.is_authenticated:
         return redirect("rooms:dashboard")
@@ -181,10 +189,7 @@ class RoomDeleteView(LoginRequiredMixin, DeleteView):
     success_url = reverse_lazy("rooms:list")
 
     def get_object(self, queryset=None):
-        room = hosted_room(self.request, self.kwargs["slug"])
-        if room.owner_id != self.request.user.pk:
-            raise PermissionDenied
-        return room
+        return owned_room(self.request, self.kwargs["slug"])
 
     def form_valid(self, form):
         services.room_delete(room=self.object)
@@ -227,9 +232,7 @@ def room_detail(request, slug):
 @login_required
 @require_POST
 def co_host_add(request, slug):
-    room = hosted_room(request, slug)
-    if room.owner_id != request.user.pk:
-        raise PermissionDenied
+    room = owned_room(request, slug)
     form = CoHostForm(request.POST)
     if form.is_valid():
         try:
@@ -247,9 +250,7 @@ def co_host_add(request, slug):
 @login_required
 @require_POST
 def co_host_remove(request, slug, user_id):
-    room = hosted_room(request, slug)
-    if room.owner_id != request.user.pk:
-        raise PermissionDenied
+    room = owned_room(request, slug)
     user = get_object_or_404(room.co_hosts, pk=user_id)
     services.co_host_remove(room=room, user=user)
     messages.success(request, _("%(name)s is no longer a co-host.") % {"name": user})
