@@ -66,6 +66,9 @@ class Room(models.Model):
         related_name="co_hosted_rooms",
         verbose_name=_("co-hosts"),
     )
+    # Set when a host ends the call for everyone: the occurrence running then stays closed (an
+    # ad-hoc room, until a host starts the call again).
+    ended_at = models.DateTimeField(_("call ended at"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -326,13 +329,30 @@ class Redemption(models.Model):
 
 
 class Ban(models.Model):
-    """Someone kicked out of a room: kept out until the ban expires, or for good if never."""
+    """
+    Someone kicked out of a room: kept out until the ban expires, or for good if never.
+
+    It holds against every way the person came in: their account (a user) or their guest, the
+    browser session they were in (`browser`, see `selectors.browser_of`), and for a guest the
+    link they redeemed, which lets no new guest in while the ban lasts.
+    """
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="bans")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
     )
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, null=True, blank=True)
+    invitation = models.ForeignKey(
+        Invitation,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="bans",
+        verbose_name=_("link"),
+        help_text=_("The link the guest came by: it lets no new guest in while the ban lasts."),
+    )
+    # The SHA-256 of the random browser id kept in the person's session, or empty.
+    browser = models.CharField(max_length=64, blank=True, editable=False)
     expires_at = models.DateTimeField(_("until"), null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

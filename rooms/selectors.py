@@ -5,25 +5,32 @@ The call page and the signaling consumer both ask `join_decision`; nothing else 
 """
 
 import datetime as dt
+import hashlib
+import secrets
 from dataclasses import dataclass, field
 
 from django.db.models import Prefetch, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from rooms import signaling
 from rooms.models import Ban, CancelledOccurrence, Guest, Invitation, Meeting, Role, Room
 from rooms.recurrence import Occurrence, iter_occurrences
 
-NOT_SIGNED_IN = "not-signed-in"
-NOT_ALLOWED = "not-allowed"
-NO_SUCH_ROOM = "no-such-room"
-LOCKED = "locked"
-TOO_EARLY = "too-early"
-KICKED = "kicked"
-MEETING_OVER = "meeting-over"
+# The refusals, named once in the wire protocol.
+NOT_SIGNED_IN = signaling.NOT_SIGNED_IN
+NOT_ALLOWED = signaling.NOT_ALLOWED
+NO_SUCH_ROOM = signaling.NO_SUCH_ROOM
+LOCKED = signaling.LOCKED
+TOO_EARLY = signaling.TOO_EARLY
+KICKED = signaling.KICKED
+MEETING_OVER = signaling.MEETING_OVER
+ENDED = signaling.ENDED
 
 # The session key under which a browser keeps the guests it is, one per room.
 GUEST_SESSION_KEY = "rooms_guests"
+# The session key of a random id for the browser itself, which a ban can name.
+BROWSER_SESSION_KEY = "rooms_browser"
 
 
 @dataclass(frozen=True)
@@ -61,33 +68,46 @@ def refuse(code: str, message: str, **extra) -> JoinDecision:
     return JoinDecision(allowed=False, code=code, message=message, **extra)
 
 
+def browser_of(session, *, create: bool = False) -> str:
+    """
+    Return what a ban records of this browser: the SHA-256 of a random id kept in its session.
+
+    With `create`, give a session that has no id yet a new one (the caller's session middleware
+    saves it); otherwise return "" for such a session, which no ban can name.
+    """
+    if session is None:
+        return ""
+    browser_id = session.get(BROWSER_SESSION_KEY)
+    if browser_id is None:
+        if not create:
+            return ""
+        browser_id = session[BROWSER_SESSION_KEY] = secrets.token_urlsafe(24)
+    return hashlib.sha256(browser_id.encode()).hexdigest()
+
+
 def join_decision(
-    room: Room | None, *, user=None, guest: Guest | None = None, at: dt.datetime | None = None
+    room: Room | None,
+    *,
+    user=None,
+    guest: Guest | None = None,
+    browser: str = "",
+    at: dt.datetime | None = None,
 ) -> JoinDecision:
     """
     Decide whether a user or guest may join a room at an instant, and in what role.
 
-    Owners and co-hosts are hosts and may join any time, even a locked room. Everyone else needs
-    an invitation (or, in a room open to members, an account), must not be banned, finds the room
-    unlocked, and comes inside the join window of a meeting their invitation covers: from the
-    room's opening minutes before an occurrence starts until it ends. A room with no meetings is
-    open whenever access allows. Where the lobby is on, all but the personally invited wait there.
+    Owners and co-hosts are hosts and may join any time, even a locked or ended call. Everyone
+    else needs an invitation (or, in a room open to members, an account), must not be banned
+    (as a person or as a browser), finds the room unlocked, and comes inside the join window of
+    a meeting their invitation covers: from the room's opening minutes before an occurrence
+    starts until it ends, unless a host ended that occurrence's call. A room with no meetings is
+    open whenever access allows and no host has ended its call. Where the lobby is on, all but
+    the personally invited wait there.
     """
     at = at or timezone.now()
-    if room is None:
-        return refuse(NO_SUCH_ROOM, _("There is no such room."))
-    signed_in = user is not None and user.is_authenticated
-    if guest is not None and not signed_in:
-        grant, name = guest_grant(room, guest, at), guest.name
-    elif signed_in:
-        grant, name = user_grant(room, user, at), user.get_display_name()
-    else:
-        return refuse(NOT_SIGNED_IN, _("Sign in, or open your invitation link, to join this call."))
-
-    if is_banned(room, user=user if signed_in else None, guest=guest, at=at):
-        return refuse(KICKED, _("A host removed you from this call."))
-    if not grant.role:
-        return refuse(NOT_ALLOWED, _("You are not invited to this room."))
+    grant, refusal = standing_grant(room, user=user, guest=guest, browser=browser, at=at)
+    if refusal is not None:
+        return refusal
     is_host = grant.role in (Role.HOST, Role.COHOST)
     if room.locked and not is_host:
         return refuse(LOCKED, _("This room is locked. Ask a host to unlock it."))
@@ -101,6 +121,9 @@ def join_decision(
                 opens_at=window.opens_at,
             )
         return refuse(MEETING_OVER, _("This meeting is over."))
+    if not is_host and was_ended(room, window):
+        opens_at = next_opening(room, grant, after=room.ended_at)
+        return refuse(ENDED, _("A host ended this call."), opens_at=opens_at)
     lobby = room.lobby_enabled and not is_host and not grant.personally_invited
     return JoinDecision(
         allowed=True,
@@ -108,8 +131,59 @@ def join_decision(
         lobby=lobby,
         occurrence=window.occurrence,
         opens_at=window.opens_at,
-        name=name,
+        name=person_name(user, guest),
     )
+
+
+def standing(
+    room: Room | None,
+    *,
+    user=None,
+    guest: Guest | None = None,
+    browser: str = "",
+    at: dt.datetime | None = None,
+) -> JoinDecision:
+    """
+    Decide who a person is to a room now, leaving out the lock, the clock and the lobby.
+
+    This is what a live call asks again when access changes while people are in it: a ban, a
+    revoked invitation or a removed co-host concerns them; a lock or the end of a meeting's
+    time does not turn them out.
+    """
+    grant, refusal = standing_grant(
+        room, user=user, guest=guest, browser=browser, at=at or timezone.now()
+    )
+    if refusal is not None:
+        return refusal
+    return JoinDecision(allowed=True, role=grant.role, name=person_name(user, guest))
+
+
+def standing_grant(
+    room: Room | None, *, user, guest: Guest | None, browser: str, at: dt.datetime
+) -> tuple[Grant, JoinDecision | None]:
+    """Return what a person's relation to a room grants, or the refusal that comes first."""
+    if room is None:
+        return Grant(), refuse(NO_SUCH_ROOM, _("There is no such room."))
+    signed_in = user is not None and user.is_authenticated
+    if guest is not None and not signed_in:
+        grant = guest_grant(room, guest, at)
+    elif signed_in:
+        grant = user_grant(room, user, at)
+    else:
+        return Grant(), refuse(
+            NOT_SIGNED_IN, _("Sign in, or open your invitation link, to join this call.")
+        )
+    if is_banned(room, user=user if signed_in else None, guest=guest, browser=browser, at=at):
+        return grant, refuse(KICKED, _("A host removed you from this call."))
+    if not grant.role:
+        return grant, refuse(NOT_ALLOWED, _("You are not invited to this room."))
+    return grant, None
+
+
+def person_name(user, guest: Guest | None) -> str:
+    if user is not None and user.is_authenticated:
+        return user.get_display_name()
+    return guest.name if guest is not None else ""
 
 
 def user_grant(room: Room, user, at: dt.datetime) -> Grant:
@@ -169,17 +243,29 @@ def invitations_of(user):
     return Invitation.objects.filter(addressed).distinct()
 
 
-def is_banned(room: Room, *, user=None, guest: Guest | None = None, at: dt.datetime) -> bool:
-    if user is None and guest is None:
-        return False
+def is_banned(
+    room: Room, *, user=None, guest: Guest | None = None, browser: str = "", at: dt.datetime
+) -> bool:
+    """Return whether a ban in force names this person (account or guest) or this browser."""
     if user is not None and user.pk == room.owner_id:
         return False
-    person = Q(user=user) if user is not None else Q(guest=guest)
-    return (
-        Ban.objects.filter(person, room=room)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
-        .exists()
-    )
+    person = Q(pk__in=[])
+    if user is not None:
+        person |= Q(user=user)
+    if guest is not None:
+        person |= Q(guest=guest)
+    if browser:
+        person |= Q(browser=browser)
+    return bans_in_force(at).filter(person, room=room).exists()
+
+
+def link_is_blocked(invitation: Invitation, at: dt.datetime | None = None) -> bool:
+    """Return whether a guest who came by this link was removed, so it lets no new guest in."""
+    return bans_in_force(at or timezone.now()).filter(invitation=invitation).exists()
+
+
+def bans_in_force(at: dt.datetime):
+    return Ban.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=at))
 
 
 @dataclass(frozen=True)
@@ -190,12 +276,17 @@ class Window:
 
 
 def join_window(room: Room, grant: Grant, at: dt.datetime) -> Window:
-    """Find the occurrence whose join window holds `at`, or else when the next window opens."""
+    """
+    Find the occurrence whose join window holds `at`, or else when the next window opens.
+
+    A room with no meetings is always open to a grant for all of it. A grant for single
+    meetings opens only their windows: nothing once they are cancelled or over.
+    """
     meetings = list(active_meetings(room))
-    if not meetings:
+    if not meetings and grant.all_meetings:
         return Window(open=True)
     lead = dt.timedelta(minutes=room.opens_minutes_before)
-    next_opening = None
+    next_opening_at = None
     for meeting in meetings:
         if not grant.covers(meeting):
             continue
@@ -205,9 +296,30 @@ def join_window(room: Room, grant: Grant, at: dt.datetime) -> Window:
         opens_at = occurrence.starts_at - lead
         if opens_at <= at:
             return Window(open=True, occurrence=occurrence, opens_at=opens_at)
-        if next_opening is None or opens_at < next_opening:
-            next_opening = opens_at
-    return Window(open=False, opens_at=next_opening)
+        if next_opening_at is None or opens_at < next_opening_at:
+            next_opening_at = opens_at
+    return Window(open=False, opens_at=next_opening_at)
+
+
+def was_ended(room: Room, window: Window) -> bool:
+    """Return whether a host ended the call of this open window (of an ad-hoc room: at all)."""
+    if room.ended_at is None:
+        return False
+    return window.opens_at is None or room.ended_at >= window.opens_at
+
+
+def next_opening(room: Room, grant: Grant, *, after: dt.datetime) -> dt.datetime | None:
+    """Return when the first join window that opens after an instant opens, if any does."""
+    lead = dt.timedelta(minutes=room.opens_minutes_before)
+    openings = []
+    for meeting in active_meetings(room):
+        if not grant.covers(meeting):
+            continue
+        for occurrence in iter_occurrences(meeting, after=after):
+            if occurrence.starts_at - lead > after:
+                openings.append(occurrence.starts_at - lead)
+                break
+    return min(openings, default=None)
 
 
 def active_meetings(room: Room):

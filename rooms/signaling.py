@@ -72,6 +72,7 @@ BAD_VALUE: Final = "bad-value"
 BINARY_NOT_SUPPORTED: Final = "binary-not-supported"
 HOST_ONLY: Final = "host-only"  # a host action from a participant
 NOT_ADMITTED: Final = "not-admitted"  # anything but ping while waiting in the lobby
+PEER_BUSY: Final = "peer-busy"  # a signal the addressee's full queue could not take
 
 # --- Error codes sent just before the server closes the connection -----------------------------
 NOT_SIGNED_IN: Final = "not-signed-in"
@@ -87,6 +88,9 @@ LOCKED: Final = "locked"
 TOO_EARLY: Final = "too-early"
 RATE_LIMITED: Final = "rate-limited"
 TIMED_OUT: Final = "timed-out"
+NOT_FOUND: Final = "not-found"  # a websocket path that is no endpoint
+REPLACED: Final = "replaced"  # the same page connected again; this older connection goes
+UNAVAILABLE: Final = "unavailable"  # the server's message bus (Redis) stayed unreachable
 
 # --- Close codes --------------------------------------------------------------------------------
 CLOSE_NOT_SIGNED_IN: Final = 4401
@@ -98,6 +102,8 @@ CLOSE_LOCKED: Final = 4423
 CLOSE_TOO_EARLY: Final = 4425
 CLOSE_RATE_LIMITED: Final = 4429
 CLOSE_TIMED_OUT: Final = 4408
+CLOSE_REPLACED: Final = 4412
+CLOSE_TRY_AGAIN_LATER: Final = 1013  # RFC 6455's own code for a server that is overloaded
 
 CLOSE_CODES: Final[Mapping[str, int]] = MappingProxyType(
     {
@@ -114,6 +120,9 @@ CLOSE_CODES: Final[Mapping[str, int]] = MappingProxyType(
         TOO_EARLY: CLOSE_TOO_EARLY,
         RATE_LIMITED: CLOSE_RATE_LIMITED,
         TIMED_OUT: CLOSE_TIMED_OUT,
+        NOT_FOUND: CLOSE_NO_SUCH_ROOM,
+        REPLACED: CLOSE_REPLACED,
+        UNAVAILABLE: CLOSE_TRY_AGAIN_LATER,
     }
 )
 
@@ -136,6 +145,13 @@ _CLOSING_SENTENCES: Final = MappingProxyType(
         TOO_EARLY: gettext_noop("This meeting has not opened yet."),
         RATE_LIMITED: gettext_noop("Too many messages: the connection was closed."),
         TIMED_OUT: gettext_noop("Nothing was heard from this connection; send a ping every 15 s."),
+        NOT_FOUND: gettext_noop("There is no call at this address."),
+        REPLACED: gettext_noop(
+            "This page connected to the call again; this older connection ended."
+        ),
+        UNAVAILABLE: gettext_noop(
+            "The call service is briefly unavailable; connect again shortly."
+        ),
     }
 )
 

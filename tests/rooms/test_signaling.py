@@ -728,6 +728,10 @@ def test_ended_reaches_everyone_as_an_error_before_close_4410():
         ("locked", 4423),
         ("too-early", 4425),
         ("rate-limited", 4429),
+        ("timed-out", 4408),
+        ("not-found", 4404),
+        ("replaced", 4412),
+        ("unavailable", 1013),
     ],
 )
 def test_closing_error_and_its_close_code(code, close_code):
@@ -755,6 +759,9 @@ def test_every_close_reason_has_a_code_and_nothing_else_does():
         "too-early",
         "rate-limited",
         "timed-out",
+        "not-found",
+        "replaced",
+        "unavailable",
     }
 
 
