@@ -33,7 +33,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 run: migrate
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) conference.asgi:application
+	$(PY) -m conference.server -b $(HOST) -p $(PORT) conference.asgi:application
 
 superuser: install
 	$(PY) manage.py createsuperuser

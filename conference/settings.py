@@ -7,6 +7,7 @@ REDIS_URL switches the channel layer and the cache to Redis.
 """
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -60,12 +61,12 @@ ALLOWED_HOSTS = env_list(
 )
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
-# The browser origins a websocket may come from: the trusted origins, and every allowed host by
-# name. A wildcard host is dropped rather than turned into "any origin".
-WEBSOCKET_ALLOWED_ORIGINS = [
-    *CSRF_TRUSTED_ORIGINS,
-    *(host for host in ALLOWED_HOSTS if host != "*"),
-]
+# A websocket is let in from the site's own origin, as a form is by Django's CSRF check: the same
+# scheme, host and port as the socket, with the host in ALLOWED_HOSTS (conference/websocket.py).
+# These are the other origins it is let in from: the ones trusted for forms, scheme://host[:port],
+# where a host may start with "*." for its subdomains. So "*" in ALLOWED_HOSTS admits any Host
+# header, never any origin.
+WEBSOCKET_ALLOWED_ORIGINS = CSRF_TRUSTED_ORIGINS
 
 INSTALLED_APPS = [
     "daphne",
@@ -86,6 +87,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -132,16 +134,22 @@ REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "conference")
 
 
 def redis_channel_layer(url: str, prefix: str = REDIS_PREFIX) -> dict:
-    """Return the channel layer settings for the Redis server at this URL."""
+    """
+    Return the channel layer settings for the Redis server at this URL.
+
+    Redis pub/sub: each process subscribes to its own consumers' channels and groups, so a Redis
+    restart loses no group membership (the client subscribes again once Redis is back), and a
+    message for a consumer that is gone is simply not delivered.
+    """
     return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
             "hosts": [
                 {
                     "address": url,
-                    # The layer waits for messages with a 5 s blocking pop; redis-py 8 gives every
-                    # read a 5 s timeout by default, which kills idle consumers with close code
-                    # 1011 (django/channels_redis#422). Reads must be allowed to outlast the pop.
+                    # redis-py 8 gives every read a 5 s timeout by default, which killed idle
+                    # consumers of the core layer with code 1011 (django/channels_redis#422);
+                    # reads must be allowed to outlast the layer's waits.
                     "socket_timeout": 15,
                     "socket_connect_timeout": 5,
                 }
@@ -150,6 +158,11 @@ def redis_channel_layer(url: str, prefix: str = REDIS_PREFIX) -> dict:
         },
     }
 
+
+# How many events one connection's queue holds in the in-process layer: more than everyone else in
+# the largest call can send it within their burst allowance (12 x 200), so that only a stalled
+# connection ever fills it.
+SIGNALING_CHANNEL_CAPACITY = env_int("SIGNALING_CHANNEL_CAPACITY", 5000)
 
 if REDIS_URL:
     CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
@@ -161,7 +174,12 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": SIGNALING_CHANNEL_CAPACITY},
+        }
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_USER_MODEL = "accounts.User"
@@ -179,11 +197,25 @@ LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "home"
 
-# django-allauth: username and email sign-in, email verification optional so that a site without
-# outgoing mail still works; repeated failed sign-ins are throttled through the cache.
+# django-allauth: username and email sign-in; repeated failed sign-ins are throttled through the
+# cache. Only a confirmed address counts as the person's own (invitations sent to it match it only
+# then), so sign-up asks for the confirmation wherever mail reaches people: with EMAIL_HOST set,
+# or in development, where the console backend prints the message. A site that cannot send mail
+# keeps sign-up open ("optional"); its users confirm later from the email page.
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
-ACCOUNT_EMAIL_VERIFICATION = os.environ.get("ACCOUNT_EMAIL_VERIFICATION", "optional")
+ACCOUNT_EMAIL_VERIFICATION = os.environ.get("ACCOUNT_EMAIL_VERIFICATION") or (
+    "mandatory" if os.environ.get("EMAIL_HOST") or DEBUG else "optional"
+)
+if ACCOUNT_EMAIL_VERIFICATION not in {"none", "optional", "mandatory"}:
+    raise ImproperlyConfigured(
+        "ACCOUNT_EMAIL_VERIFICATION must be none, optional or mandatory, "
+        f"not {ACCOUNT_EMAIL_VERIFICATION!r}."
+    )
+# Following the link in the confirmation mail signs in the browser that signed up and takes it
+# where it was going (the invitation it came from, say). The link opens a page with a Confirm
+# button rather than confirming on GET, which mail scanners that open every link would do.
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 ACCOUNT_SESSION_REMEMBER = None
@@ -205,6 +237,26 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Conference <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+
+def env_rate(name: str, default: str) -> str:
+    """Read a rate in django-ratelimit's format: a count per period, e.g. 10/m or 100/2h."""
+    value = os.environ.get(name) or default
+    if not re.fullmatch(r"[1-9]\d*/\d*[smhd]", value):
+        raise ImproperlyConfigured(
+            f"{name} must be a count per period such as 10/m, 30/h or 100/2h, not {value!r}."
+        )
+    return value
+
+
+# Invitations: limits per client address, counted in the cache (Redis with REDIS_URL; behind a
+# reverse proxy daphne must pass on the client's address, see INVITATION_RATE in .env.example).
+# Tries at redeeming an invitation: answers to an invitation page, and visits of unknown links.
+INVITATION_RATE = env_rate("INVITATION_RATE", "10/m")
+# New guests one client address may create, over all links.
+INVITATION_GUEST_RATE = env_rate("INVITATION_GUEST_RATE", "30/h")
+# Guests one link may let in; the one after that is refused.
+INVITATION_GUEST_LIMIT = env_int("INVITATION_GUEST_LIMIT", 100)
 
 LANGUAGE_CODE = "en-us"
 LANGUAGES = [("en", _("English"))]
@@ -243,10 +295,33 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
+# Content-Security-Policy (django-csp), on every response, static files included: pages run only
+# the site's own script files and style sheets. No inline <script>, no eval, no style="..."
+# attribute, nothing from another origin. `json_script` blocks are data (type application/json),
+# which CSP does not check. Images, media, fonts and fetches fall back to default-src:
+# - 'self' also matches the call page's websocket to the same host and port (ws: from an http
+#   page, wss: from an https page, as CSP Level 3 has it), so connect-src needs no ws:/wss: source;
+# - a MediaStream shown through `srcObject` is no fetch, so <video> needs no media-src;
+# - no page shows an image from a data: or blob: URL (a received file is a download link).
+# Django's debug pages for 404 and 500 (DEBUG only) go out without the header.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"quiet_redis_outage": {"()": "conference.log_filters.QuietRedisOutage"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"channels_redis.pubsub": {"filters": ["quiet_redis_outage"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
 }
 
@@ -270,3 +345,6 @@ SIGNALING_RATE_BURST = env_int("SIGNALING_RATE_BURST", 200)
 # A peer that has not been heard from (any message, or its process's heartbeat) for this many
 # seconds is reported as left.
 SIGNALING_PRESENCE_TTL = env_int("SIGNALING_PRESENCE_TTL", 30)
+# While Redis is out of reach (a restart), calls keep their connections and retry for this many
+# seconds; past that a connection closes with 1013 and the page connects again.
+SIGNALING_OUTAGE_GRACE = env_int("SIGNALING_OUTAGE_GRACE", 15)

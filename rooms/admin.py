@@ -13,6 +13,7 @@ from dateutil import rrule
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Prefetch
 from django.http import HttpResponse
 from django.utils import timezone
@@ -186,6 +187,7 @@ class RoomAdmin(admin.ModelAdmin):
         "max_participants",
         "next_meeting",
         "live_participants",
+        "ended_at",
         "created_at",
     ]
     list_display_links = ["name"]
@@ -193,7 +195,7 @@ class RoomAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     search_fields = ["name", "slug", "owner__username", "owner__email"]
     autocomplete_fields = ["owner", "co_hosts"]
-    readonly_fields = ["slug", "created_at", "updated_at"]
+    readonly_fields = ["slug", "ended_at", "created_at", "updated_at"]
     inlines = [MeetingInline, InvitationInline, AttendanceInline]
     actions = ["lock_rooms", "unlock_rooms", "end_calls"]
 
@@ -252,6 +254,12 @@ class RoomAdmin(admin.ModelAdmin):
             stored.save(update_fields=["owner", "updated_at"])
         if room_fields:
             services.room_update(room=stored, **room_fields)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if change and {"owner", "co_hosts"} & set(form.changed_data):
+            # Who hosts the room changed: people in its live call get their new role at once.
+            transaction.on_commit(lambda: live.access_changed(form.instance.slug))
 
     def delete_model(self, request, obj):
         services.room_delete(room=obj)
@@ -510,6 +518,16 @@ class InvitationAdmin(admin.ModelAdmin):
     def revoked(self, invitation):
         return invitation.is_revoked
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # Its role, addressee or expiry may concern someone in the room's live call right now.
+        transaction.on_commit(lambda: live.access_changed(obj.room.slug))
+
+    def delete_model(self, request, obj):
+        slug = obj.room.slug
+        super().delete_model(request, obj)
+        transaction.on_commit(lambda: live.access_changed(slug))
+
     @admin.action(description=_("Revoke selected invitations"), permissions=["change"])
     def revoke_invitations(self, request, queryset):
         revoked = 0
@@ -542,16 +560,30 @@ class RedemptionAdmin(admin.ModelAdmin):
 
 @admin.register(Ban)
 class BanAdmin(admin.ModelAdmin):
-    list_display = ["room", "user", "guest", "expires_at", "created_by", "created_at"]
-    list_select_related = ["room", "user", "guest", "created_by"]
+    """Bans made here reach a live call at once, as a host's kick does."""
+
+    list_display = ["room", "user", "guest", "invitation", "expires_at", "created_by", "created_at"]
+    list_select_related = ["room", "user", "guest", "invitation", "created_by"]
     search_fields = ["room__name", "user__username", "user__email", "guest__name"]
-    autocomplete_fields = ["room", "user", "guest"]
+    autocomplete_fields = ["room", "user", "guest", "invitation"]
     readonly_fields = ["created_by", "created_at"]
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)
+            transaction.on_commit(lambda: live.access_changed(obj.room.slug))
+            return
+        ban = services.ban_create(
+            room=obj.room,
+            user=obj.user,
+            guest=obj.guest,
+            expires_at=obj.expires_at,
+            created_by=request.user,
+        )
+        if obj.invitation_id is not None and ban.invitation_id != obj.invitation_id:
+            ban.invitation = obj.invitation
+            ban.save(update_fields=["invitation"])
+        adopt(obj, ban)
 
 
 # --- Attendance ----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import time_zone_choices
 from accounts.models import User
+from accounts.selectors import owners_of_confirmed_emails
 from rooms.models import Invitation, Role, Room
 from rooms.recurrence import FREQUENCIES, MAX_COUNT, build_rule, describe_rule, local_datetime
 
@@ -157,10 +158,15 @@ class EmailInvitationForm(forms.Form):
         return list(dict.fromkeys(address.lower() for address in addresses))
 
     def recipients(self) -> list[tuple[str, User | None]]:
-        """Return each address with the account that has it, if any."""
+        """
+        Return each address with the account that confirmed it, if any.
+
+        An address someone typed at sign-up but never confirmed binds the invitation to nobody:
+        it stays an invitation by email, for whoever confirms that address.
+        """
         addresses = self.cleaned_data["emails"]
-        users = {user.email.lower(): user for user in User.objects.filter(email__in=addresses)}
-        return [(address, users.get(address)) for address in addresses]
+        owners = owners_of_confirmed_emails(addresses)
+        return [(address, owners.get(address)) for address in addresses]
 
 
 class LinkInvitationForm(forms.ModelForm):

@@ -5,10 +5,15 @@ They travel on the channel layer to the room's group; the signaling consumer act
 notices are the only group messages: signals to one peer go to that peer's channel alone.
 """
 
+import logging
+
+import redis.exceptions
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from rooms.presence import get_presence
+
+logger = logging.getLogger(__name__)
 
 
 def room_group(slug: str) -> str:
@@ -17,17 +22,28 @@ def room_group(slug: str) -> str:
 
 
 def notify(slug: str, event: dict) -> None:
+    """Send a notice to a room's live call; a Redis outage loses it, with a warning, not a 500."""
     layer = get_channel_layer()
-    if layer is not None:
+    if layer is None:
+        return
+    try:
         async_to_sync(layer.group_send)(room_group(slug), event)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+        logger.warning("could not tell the call in room %s of %s: %s", slug, event["type"], error)
 
 
 def room_locked(slug: str, *, locked: bool) -> None:
     notify(slug, {"type": "room.locked", "locked": locked})
 
 
-def call_end(slug: str) -> None:
-    notify(slug, {"type": "room.end"})
+def call_end(slug: str, *, ended_by: str = "") -> None:
+    """Close everyone's connection; `ended_by` is the peer id of the host who ended it, if any."""
+    notify(slug, {"type": "room.end", "by": ended_by})
+
+
+def access_changed(slug: str) -> None:
+    """Make everyone in the call (and its lobby) ask the access rule again: bans, roles, links."""
+    notify(slug, {"type": "access.changed"})
 
 
 def participant_count(slug: str) -> int:

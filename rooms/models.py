@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import validate_time_zone
+from accounts.selectors import has_confirmed_email
 
 
 def hash_token(token: str) -> str:
@@ -283,12 +284,17 @@ class Invitation(models.Model):
         return not self.is_revoked and not self.is_expired(at)
 
     def addresses(self, user) -> bool:
-        """Return whether this invitation is personally addressed to this user."""
+        """
+        Return whether this invitation is personally addressed to this user.
+
+        An invitation by email addresses whoever confirmed that address, never someone who only
+        typed it at sign-up.
+        """
         if not user.is_authenticated:
             return False
         if self.user_id is not None:
             return self.user_id == user.pk
-        return bool(self.email) and self.email.lower() == (user.email or "").lower()
+        return has_confirmed_email(user, self.email)
 
 
 class Guest(models.Model):

@@ -3,51 +3,153 @@ Who is in each room's call, and who waits in its lobby.
 
 Without Redis the entries live in this process, which is then the only one. With REDIS_URL they
 live in Redis, shared by every daphne process, and each carries the time its process last vouched
-for it: every connection refreshes its own entry, and entries nobody refreshed for a while (their
-process died) are swept out by the others, which then report those peers as left.
+for it: every process refreshes the entries of its own connections (rooms.connections), and entries
+nobody refreshed for a while (their process died) are swept out by the others, which then report
+those peers as lost.
 
-An entry is a dict: id, name, role, state (the public part, see rooms.signaling) and channel,
-user_id, guest_id, attendance_id, admitted (for the server only).
+An entry is a dict: id, name, role, state, instance (the public part, see rooms.signaling) and
+channel, user_id, guest_id, browser, attendance_id, admitted (for the server only).
+
+Every change that takes a peer out is atomic and made once: a peer is removed by its own
+connection leaving, by a newer connection of the same page (same instance) taking its place, or by
+a sweep; whichever removes it reports it, and only that one. In Redis a removed id leaves a
+tombstone for a while, so that a refresh already on its way cannot bring it back, while an entry
+Redis lost in a restart (no tombstone) is restored by the next refresh of its process.
 """
 
 import asyncio
 import json
 import time
 import weakref
+from dataclasses import dataclass, field
 
 import redis
 import redis.asyncio
 from django.conf import settings
 
-# The keys of a room expire when no process has refreshed them for this long.
+# The keys of a room expire when no process has refreshed them for this long; tombstones too.
 KEY_LIFETIME = 120
 
+# The Lua scripts share their keys: KEYS = peers, lobby, seen, gone (see RedisPresence.keys).
+
 ADMIT = """
--- KEYS: peers, lobby, seen; ARGV: id, entry, now, limit, key lifetime
-local peers = redis.call('HVALS', KEYS[1])
-if #peers >= tonumber(ARGV[4]) then return false end
+-- ARGV: id, entry, now, limit, lifetime, instance, returning only ('1' or '0'), stale before.
+-- Admit a peer. The other connections of its page (same instance) and the entries nobody has
+-- refreshed since ARGV[8] (a dead process's) leave as it comes in, and do not count against the
+-- limit. With ARGV[7] = '1', admit only a page that was in the call already. Return false, or
+-- {the peers already in, the entries that left}.
+local stale = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[8])) do
+  stale[id] = true
+end
+local others, leaving, returning = {}, {}, false
+for position, key in ipairs({KEYS[1], KEYS[2]}) do
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    local id, value = fields[i], fields[i + 1]
+    if id ~= ARGV[1] then
+      local same_page = cjson.decode(value)['instance'] == ARGV[6]
+      if same_page and position == 1 then returning = true end
+      if same_page or stale[id] then
+        table.insert(leaving, {key, id, value})
+      elseif position == 1 then
+        table.insert(others, value)
+      end
+    end
+  end
+end
+if ARGV[7] == '1' and not returning then return false end
+if #others >= tonumber(ARGV[4]) then return false end
+local left = {}
+for _, item in ipairs(leaving) do
+  redis.call('HDEL', item[1], item[2])
+  redis.call('ZREM', KEYS[3], item[2])
+  redis.call('ZADD', KEYS[4], ARGV[3], item[2])
+  table.insert(left, item[3])
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[5]) end
-return peers
+return {others, left}
+"""
+
+WAIT = """
+-- ARGV: id, entry, now, lifetime, instance. Put a peer in the lobby; the older lobby connections
+-- of its page leave. Return the entries that left.
+local left = {}
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do
+  local id, value = fields[i], fields[i + 1]
+  if id ~= ARGV[1] and cjson.decode(value)['instance'] == ARGV[5] then
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('ZADD', KEYS[4], ARGV[3], id)
+    table.insert(left, value)
+  end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[4]) end
+return left
 """
 
 UPDATE = """
--- KEYS: peers; ARGV: id, entry. Only an entry still there is rewritten.
+-- ARGV: id, entry. Only an entry still in the call is rewritten.
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
 """
 
 REMOVE = """
--- KEYS: peers, lobby, seen; ARGV: id. Return the entry only to the caller that removed it.
-local entry = redis.call('HGET', KEYS[1], ARGV[1]) or redis.call('HGET', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
+-- ARGV: id, now. Return 1 when this call takes the peer out: it was there, or it vanished with
+-- no tombstone (Redis restarted and lost it, so nobody reported it); 0 when someone else took it
+-- out already.
+local there = redis.call('HDEL', KEYS[1], ARGV[1]) + redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-return entry
+local buried = redis.call('ZSCORE', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+if there > 0 or not buried then return 1 end
+return 0
 """
+
+REFRESH = """
+-- ARGV: now, lifetime, stale before, then (id, admitted '1' or '0', entry) for each connection
+-- this process holds in the room. Vouch for those entries, restoring any that Redis lost (but
+-- none that was removed on purpose), and remove the entries nobody vouched for since ARGV[3].
+-- Return the removed entries.
+for i = 4, #ARGV, 3 do
+  local id = ARGV[i]
+  if not redis.call('ZSCORE', KEYS[4], id) then
+    if redis.call('HEXISTS', KEYS[1], id) == 0 and redis.call('HEXISTS', KEYS[2], id) == 0 then
+      local key = KEYS[2]
+      if ARGV[i + 1] == '1' then key = KEYS[1] end
+      redis.call('HSET', key, id, ARGV[i + 2])
+    end
+    redis.call('ZADD', KEYS[3], ARGV[1], id)
+  end
+end
+local swept = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])) do
+  local value = redis.call('HGET', KEYS[1], id) or redis.call('HGET', KEYS[2], id)
+  redis.call('HDEL', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZADD', KEYS[4], ARGV[1], id)
+  if value then table.insert(swept, value) end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (ARGV[1] - ARGV[2]))
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
+return swept
+"""
+
+
+@dataclass
+class Admission:
+    """A place in the call: the peers already there, and the entries that left as it came in."""
+
+    others: list[dict]
+    departed: list[dict] = field(default_factory=list)
 
 
 def public_peer(entry: dict) -> dict:
@@ -62,52 +164,87 @@ class MemoryPresence:
         self.lobbies: dict[str, dict[str, dict]] = {}
         self.seen: dict[str, dict[str, float]] = {}
 
-    async def admit(self, slug: str, entry: dict, *, limit: int) -> list[dict] | None:
-        """Add a peer unless the call is full; return the peers already there, or None."""
-        peers = self.peers.setdefault(slug, {})
-        if len(peers) >= limit:
+    async def admit(
+        self, slug: str, entry: dict, *, limit: int, returning_only: bool = False
+    ) -> Admission | None:
+        """Add a peer unless the call is full; return its Admission, or None."""
+        peers, seen = self.peers.get(slug, {}), self.seen.get(slug, {})
+        stale_before = time.time() - stale_after()
+        returning = False
+        leaving, others = [], []
+        for other in (*peers.values(), *self.lobbies.get(slug, {}).values()):
+            if other["id"] == entry["id"]:
+                continue
+            same_page = other["instance"] == entry["instance"]
+            returning |= same_page and other["admitted"]
+            if same_page or seen.get(other["id"], 0) < stale_before:
+                leaving.append(other)
+            elif other["admitted"]:
+                others.append(other)
+        if (returning_only and not returning) or len(others) >= limit:
             return None
-        others = list(peers.values())
+        for other in leaving:
+            self.drop(slug, other["id"])
         entry["admitted"] = True
-        peers[entry["id"]] = entry
         self.lobbies.get(slug, {}).pop(entry["id"], None)
+        self.peers.setdefault(slug, {})[entry["id"]] = entry
         self.seen.setdefault(slug, {})[entry["id"]] = time.time()
-        return others
+        return Admission(others=others, departed=leaving)
 
-    async def wait(self, slug: str, entry: dict) -> None:
+    async def wait(self, slug: str, entry: dict) -> list[dict]:
+        """Put a peer in the lobby; return the older lobby connections of its page, now gone."""
+        same_page = [
+            other
+            for other in self.lobbies.get(slug, {}).values()
+            if other["id"] != entry["id"] and other["instance"] == entry["instance"]
+        ]
+        for other in same_page:
+            self.drop(slug, other["id"])
         entry["admitted"] = False
         self.lobbies.setdefault(slug, {})[entry["id"]] = entry
         self.seen.setdefault(slug, {})[entry["id"]] = time.time()
+        return same_page
+
+    async def ping(self) -> None:
+        """Return once the store answers (at once: it is this process)."""
 
     async def lobby(self, slug: str) -> list[dict]:
         return list(self.lobbies.get(slug, {}).values())
 
     async def update(self, slug: str, entry: dict) -> None:
-        """Rewrite an admitted peer's entry (its state, its attendance), if it is still there."""
+        """Rewrite an admitted peer's entry (its state, role, attendance), if it is still there."""
         peers = self.peers.get(slug, {})
         if entry["id"] in peers:
             peers[entry["id"]] = entry
 
-    async def remove(self, slug: str, peer_id: str) -> dict | None:
+    async def remove(self, slug: str, peer_id: str) -> bool:
+        """Take a peer out; return whether this call did (rather than someone before it)."""
+        return self.drop(slug, peer_id) is not None
+
+    async def refresh(self, slug: str, entries: list[dict]) -> list[dict]:
+        """Vouch for this process's entries; remove and return those nobody vouched for."""
+        now = time.time()
+        seen = self.seen.get(slug, {})
+        for entry in entries:
+            if entry["id"] in seen:
+                seen[entry["id"]] = now
+        stale_before = now - stale_after()
+        stale = [peer_id for peer_id, at in seen.items() if at < stale_before]
+        swept = [self.drop(slug, peer_id) for peer_id in stale]
+        return [entry for entry in swept if entry is not None]
+
+    def drop(self, slug: str, peer_id: str) -> dict | None:
         self.seen.get(slug, {}).pop(peer_id, None)
         entry = self.peers.get(slug, {}).pop(peer_id, None) or self.lobbies.get(slug, {}).pop(
             peer_id, None
         )
+        self.forget_empty(slug)
+        return entry
+
+    def forget_empty(self, slug: str) -> None:
         for rooms in (self.peers, self.lobbies, self.seen):
             if slug in rooms and not rooms[slug]:
                 del rooms[slug]
-        return entry
-
-    async def touch(self, slug: str, peer_id: str) -> None:
-        if peer_id in self.seen.get(slug, {}):
-            self.seen[slug][peer_id] = time.time()
-
-    async def sweep(self, slug: str, *, older_than: float) -> list[dict]:
-        """Remove the entries not refreshed for `older_than` seconds; return them."""
-        limit = time.time() - older_than
-        stale = [peer_id for peer_id, at in self.seen.get(slug, {}).items() if at < limit]
-        removed = [await self.remove(slug, peer_id) for peer_id in stale]
-        return [entry for entry in removed if entry is not None]
 
     def count(self, slug: str) -> int:
         return len(self.peers.get(slug, {}))
@@ -139,58 +276,70 @@ class RedisPresence:
 
     def keys(self, slug: str) -> list[str]:
         base = f"{self.prefix}:presence:{slug}"
-        return [f"{base}:peers", f"{base}:lobby", f"{base}:seen"]
+        return [f"{base}:peers", f"{base}:lobby", f"{base}:seen", f"{base}:gone"]
 
-    async def admit(self, slug: str, entry: dict, *, limit: int) -> list[dict] | None:
+    async def admit(
+        self, slug: str, entry: dict, *, limit: int, returning_only: bool = False
+    ) -> Admission | None:
         entry["admitted"] = True
-        others = await self.client().eval(
+        now = time.time()
+        result = await self.client().eval(
             ADMIT,
-            3,
+            4,
+            *self.keys(slug),
+            entry["id"],
+            json.dumps(entry),
+            now,
+            limit,
+            KEY_LIFETIME,
+            entry["instance"],
+            "1" if returning_only else "0",
+            now - stale_after(),
+        )
+        if result is None:
+            return None
+        others, departed = result
+        return Admission(
+            others=[json.loads(other) for other in others],
+            departed=[json.loads(value) for value in departed],
+        )
+
+    async def wait(self, slug: str, entry: dict) -> list[dict]:
+        entry["admitted"] = False
+        departed = await self.client().eval(
+            WAIT,
+            4,
             *self.keys(slug),
             entry["id"],
             json.dumps(entry),
             time.time(),
-            limit,
             KEY_LIFETIME,
+            entry["instance"],
         )
-        if others is None:
-            return None
-        return [json.loads(other) for other in others]
+        return [json.loads(value) for value in departed]
 
-    async def wait(self, slug: str, entry: dict) -> None:
-        entry["admitted"] = False
-        _peers, lobby, seen = self.keys(slug)
-        async with self.client().pipeline(transaction=True) as pipe:
-            pipe.hset(lobby, entry["id"], json.dumps(entry))
-            pipe.zadd(seen, {entry["id"]: time.time()})
-            pipe.expire(lobby, KEY_LIFETIME)
-            pipe.expire(seen, KEY_LIFETIME)
-            await pipe.execute()
+    async def ping(self) -> None:
+        """Return once Redis answers; raise ConnectionError while it does not."""
+        await self.client().ping()
 
     async def lobby(self, slug: str) -> list[dict]:
         return [json.loads(value) for value in await self.client().hvals(self.keys(slug)[1])]
 
     async def update(self, slug: str, entry: dict) -> None:
-        await self.client().eval(UPDATE, 1, self.keys(slug)[0], entry["id"], json.dumps(entry))
+        await self.client().eval(UPDATE, 4, *self.keys(slug), entry["id"], json.dumps(entry))
 
-    async def remove(self, slug: str, peer_id: str) -> dict | None:
-        value = await self.client().eval(REMOVE, 3, *self.keys(slug), peer_id)
-        return json.loads(value) if value else None
+    async def remove(self, slug: str, peer_id: str) -> bool:
+        return bool(await self.client().eval(REMOVE, 4, *self.keys(slug), peer_id, time.time()))
 
-    async def touch(self, slug: str, peer_id: str) -> None:
-        keys = self.keys(slug)
-        async with self.client().pipeline(transaction=True) as pipe:
-            pipe.zadd(keys[2], {peer_id: time.time()}, xx=True)
-            for key in keys:
-                pipe.expire(key, KEY_LIFETIME)
-            await pipe.execute()
-
-    async def sweep(self, slug: str, *, older_than: float) -> list[dict]:
-        stale = await self.client().zrangebyscore(
-            self.keys(slug)[2], "-inf", f"({time.time() - older_than}"
+    async def refresh(self, slug: str, entries: list[dict]) -> list[dict]:
+        now = time.time()
+        vouched = []
+        for entry in entries:
+            vouched += [entry["id"], "1" if entry["admitted"] else "0", json.dumps(entry)]
+        swept = await self.client().eval(
+            REFRESH, 4, *self.keys(slug), now, KEY_LIFETIME, now - stale_after(), *vouched
         )
-        removed = [await self.remove(slug, peer_id) for peer_id in stale]
-        return [entry for entry in removed if entry is not None]
+        return [json.loads(value) for value in swept]
 
     def count(self, slug: str) -> int:
         return self.sync_client.hlen(self.keys(slug)[0])
@@ -198,6 +347,11 @@ class RedisPresence:
     def names(self, slug: str) -> list[str]:
         values = self.sync_client.hvals(self.keys(slug)[0])
         return sorted(json.loads(value)["name"] for value in values)
+
+
+def stale_after() -> float:
+    """Return after how many seconds without a refresh an entry counts as its process's dead."""
+    return settings.SIGNALING_PRESENCE_TTL / 2
 
 
 _memory = MemoryPresence()

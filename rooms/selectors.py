@@ -10,9 +10,12 @@ import secrets
 from dataclasses import dataclass, field
 
 from django.db.models import Prefetch, Q
+from django.db.models.functions import Lower
+from django.db.models.lookups import In
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.selectors import confirmed_emails
 from rooms import signaling
 from rooms.models import Ban, CancelledOccurrence, Guest, Invitation, Meeting, Role, Room
 from rooms.recurrence import Occurrence, iter_occurrences
@@ -236,10 +239,19 @@ def guest_for_session(session, room: Room) -> Guest | None:
 
 
 def invitations_of(user):
-    """Return the invitations addressed to a user (by account or email) or redeemed by them."""
-    addressed = Q(user=user) | Q(redemptions__user=user)
-    if user.email:
-        addressed |= Q(user__isnull=True, email__iexact=user.email)
+    """
+    Return the invitations addressed to a user or redeemed by them, in one query.
+
+    Addressed: to their account, or by email to an address they confirmed; an address typed at
+    sign-up and never confirmed matches nothing. Redeemed: an open link they used. A personal
+    invitation is for its addressee alone, so a redemption of one by anybody else (made before
+    that rule) grants nothing.
+    """
+    addressed = (
+        Q(user=user)
+        | Q(redemptions__user=user, user__isnull=True, email="")
+        | (Q(user__isnull=True) & In(Lower("email"), confirmed_emails(user)))
+    )
     return Invitation.objects.filter(addressed).distinct()
 
 

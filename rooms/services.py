@@ -6,6 +6,7 @@ live-call notices only once the transaction has committed.
 import datetime as dt
 import secrets
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -13,7 +14,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
-from rooms import emails, live
+from rooms import emails, live, selectors
 from rooms.models import (
     Attendance,
     Ban,
@@ -67,6 +68,8 @@ def room_update(*, room: Room, **fields) -> Room:
     room.save(update_fields=[*fields, "updated_at"])
     if room.locked != was_locked:
         transaction.on_commit(lambda: live.room_locked(room.slug, locked=room.locked))
+    if "access" in fields:
+        transaction.on_commit(lambda: live.access_changed(room.slug))
     return room
 
 
@@ -85,9 +88,26 @@ def room_delete(*, room: Room) -> None:
     transaction.on_commit(lambda: live.call_end(slug))
 
 
-def call_end(*, room: Room) -> None:
-    """Disconnect everyone in the room's live call."""
-    transaction.on_commit(lambda: live.call_end(room.slug))
+@transaction.atomic
+def call_end(*, room: Room, ended_by: str = "") -> Room:
+    """
+    End the room's live call for everyone: the occurrence running now stays closed to all but
+    hosts (an ad-hoc room, until a host starts the call again). `ended_by` is the peer id of the
+    host who ended it from the call, who is told so in their own words.
+    """
+    room.ended_at = timezone.now()
+    room.save(update_fields=["ended_at", "updated_at"])
+    transaction.on_commit(lambda: live.call_end(room.slug, ended_by=ended_by))
+    return room
+
+
+@transaction.atomic
+def call_reopen(*, room: Room) -> Room:
+    """Let people into a call a host ended, as a host joining it again does."""
+    if room.ended_at is not None:
+        room.ended_at = None
+        room.save(update_fields=["ended_at", "updated_at"])
+    return room
 
 
 @transaction.atomic
@@ -95,11 +115,13 @@ def co_host_add(*, room: Room, user) -> None:
     if user.pk == room.owner_id:
         raise ValidationError(_("The owner is already a host."))
     room.co_hosts.add(user)
+    transaction.on_commit(lambda: live.access_changed(room.slug))
 
 
 @transaction.atomic
 def co_host_remove(*, room: Room, user) -> None:
     room.co_hosts.remove(user)
+    transaction.on_commit(lambda: live.access_changed(room.slug))
 
 
 @transaction.atomic
@@ -240,6 +262,7 @@ def invitation_revoke(*, invitation: Invitation) -> Invitation:
         return invitation
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
+    transaction.on_commit(lambda: live.access_changed(invitation.room.slug))
     if invitation.email:
         meetings = (
             [invitation.meeting]
@@ -264,15 +287,56 @@ def invitation_for_token(token: str) -> Invitation | None:
     )
 
 
+# The refusal of an invitation link that the invitation page tells apart (it answers 403).
+NOT_YOURS = "not_yours"
+
+
+def invitation_refusal(invitation: Invitation, user) -> ValidationError | None:
+    """
+    Return why this person may not use this invitation's link, or None when they may.
+
+    A personal invitation (to an account, or to an address) is for its addressee alone: anyone
+    else signed in is refused, and someone not signed in is asked to sign in as the addressee.
+    An open link takes any signed-in user, and guests when it allows them.
+    """
+    signed_in = user is not None and user.is_authenticated
+    if not invitation.is_link:
+        if not signed_in:
+            return ValidationError(
+                _(
+                    "This invitation was sent to one person. Sign in as them, or sign up with "
+                    "the email address it was sent to."
+                ),
+                code="sign_in",
+            )
+        if not invitation.addresses(user):
+            return ValidationError(
+                _(
+                    "This invitation is for someone else. Sign in as the person it was sent "
+                    "to, or ask the host for access."
+                ),
+                code=NOT_YOURS,
+            )
+        return None
+    if not signed_in and not invitation.allow_guests:
+        return ValidationError(_("Sign in to use this invitation."), code="sign_in")
+    return None
+
+
 @transaction.atomic
 def invitation_redeem(
-    *, token: str, user=None, guest_name: str = ""
+    *, token: str, user=None, guest_name: str = "", guest: Guest | None = None
 ) -> tuple[Invitation, Guest | None]:
     """
     Use an invitation link: a signed-in user becomes an invitee, anyone else a guest.
 
-    A use is counted with one conditional UPDATE, so concurrent requests cannot exceed the limit;
-    a user who already holds the invitation uses nothing.
+    Its addressee uses a personal invitation without counting a use; nobody else can. `guest`
+    is the guest this browser already is in the invitation's room: if it came by this link it
+    stays that guest, under the name given now. A new guest needs a link that allows guests,
+    that no ban in force names (a guest who came by it was removed) and that has let in fewer
+    than INVITATION_GUEST_LIMIT guests. A use is counted with one conditional UPDATE, so
+    concurrent requests cannot exceed the limit; a user who already holds the invitation uses
+    nothing.
     """
     invitation = invitation_for_token(token)
     if invitation is None:
@@ -282,17 +346,26 @@ def invitation_redeem(
         raise ValidationError(_("This invitation was withdrawn."), code="revoked")
     if invitation.is_expired(now):
         raise ValidationError(_("This invitation has expired."), code="expired")
+    refusal = invitation_refusal(invitation, user)
+    if refusal is not None:
+        raise refusal
 
     signed_in = user is not None and user.is_authenticated
-    if signed_in and (
-        invitation.addresses(user) or invitation.redemptions.filter(user=user).exists()
-    ):
+    if signed_in and (not invitation.is_link or invitation.redemptions.filter(user=user).exists()):
         return invitation, None
     if not signed_in:
-        if not invitation.allow_guests:
-            raise ValidationError(_("Sign in to use this invitation."), code="sign_in")
-        guest = Guest(invitation=invitation, name=guest_name.strip())
-        guest.full_clean(exclude=["invitation"])
+        if guest is not None and guest.invitation_id == invitation.pk:
+            return invitation, guest_rename(guest=guest, name=guest_name)
+        if selectors.link_is_blocked(invitation, now):
+            raise ValidationError(
+                _(
+                    "A guest who came by this link was removed from the call, so it lets no "
+                    "new guests in. Ask the host for a new link."
+                ),
+                code="blocked",
+            )
+        new_guest = Guest(invitation=invitation, name=guest_name.strip())
+        new_guest.full_clean(exclude=["invitation"])
 
     if not count_use(invitation, now):
         raise ValidationError(_("This invitation has been used up."), code="used_up")
@@ -304,11 +377,29 @@ def invitation_redeem(
             # The same user redeemed it a moment ago in another request.
             Invitation.objects.filter(pk=invitation.pk).update(use_count=F("use_count") - 1)
         return invitation, None
-    guest.save()
-    return invitation, guest
+    # count_use's UPDATE holds the link's row until this transaction ends, so guests arriving
+    # together by one link are counted one after another and the limit holds.
+    limit = settings.INVITATION_GUEST_LIMIT
+    if Guest.objects.filter(invitation=invitation).count() >= limit:
+        raise ValidationError(
+            _(
+                "This link has let in %(limit)s guests, as many as one link may. Ask the host "
+                "for a new link."
+            ),
+            code="guest_limit",
+            params={"limit": limit},
+        )
+    new_guest.save()
+    return invitation, new_guest
 
 
 def count_use(invitation: Invitation, now: dt.datetime) -> bool:
+    """
+    Count one use of an invitation unless it is used up or withdrawn; return whether it counted.
+
+    One conditional UPDATE: concurrent uses cannot pass the limit, and the row stays locked
+    until the caller's transaction ends.
+    """
     used = Invitation.objects.filter(
         Q(max_uses__isnull=True) | Q(use_count__lt=F("max_uses")),
         pk=invitation.pk,
@@ -336,13 +427,33 @@ def invitation_rsvp(*, invitation: Invitation, answer: str) -> Invitation:
 
 @transaction.atomic
 def ban_create(
-    *, room: Room, user=None, guest: Guest | None = None, expires_at=None, created_by=None
+    *,
+    room: Room,
+    user=None,
+    guest: Guest | None = None,
+    browser: str = "",
+    expires_at=None,
+    created_by=None,
 ) -> Ban:
+    """
+    Keep a person out of a room: their account or guest, the browser they were in, and for a
+    guest the link they came by (which then lets no new guest in). People in the call who are
+    named by the ban are turned out within seconds.
+    """
     if user is not None and user.pk == room.owner_id:
         raise ValidationError(_("The room's owner cannot be removed from it."))
-    ban = Ban(room=room, user=user, guest=guest, expires_at=expires_at, created_by=created_by)
+    ban = Ban(
+        room=room,
+        user=user,
+        guest=guest,
+        invitation=guest.invitation if guest is not None else None,
+        browser=browser,
+        expires_at=expires_at,
+        created_by=created_by,
+    )
     ban.full_clean()
     ban.save()
+    transaction.on_commit(lambda: live.access_changed(room.slug))
     return ban
 
 

@@ -520,13 +520,18 @@ def welcome(
     """
     Build the message that lets a peer into the call.
 
-    ``self_peer`` has id, name and role; each of ``peers`` (everyone else in the call) also has
-    state; ``room`` has slug, name and locked.
+    ``self_peer`` has id, name, role and instance; each of ``peers`` (everyone else in the call)
+    also has state; ``room`` has slug, name and locked.
     """
     return {
         "type": "welcome",
         "protocol": PROTOCOL_VERSION,
-        "self": {"id": self_peer["id"], "name": self_peer["name"], "role": self_peer["role"]},
+        "self": {
+            "id": self_peer["id"],
+            "name": self_peer["name"],
+            "role": self_peer["role"],
+            "instance": self_peer["instance"],
+        },
         "peers": [_peer(peer) for peer in peers],
         "iceServers": [dict(server) for server in ice_servers],
         "room": {"slug": room["slug"], "name": room["name"], "locked": bool(room["locked"])},
@@ -574,6 +579,11 @@ def peer_state(peer_id: str, state: Mapping[str, bool]) -> dict[str, Any]:
     return {"type": "peer-state", "id": peer_id, "state": _state(state)}
 
 
+def peer_role(peer_id: str, role: str) -> dict[str, Any]:
+    """Build the message that tells everyone in the call someone's role changed (you, too)."""
+    return {"type": "peer-role", "id": peer_id, "role": role}
+
+
 def signal(*, sender: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """
     Build the message that relays signaling data from the peer whose id is ``sender``.
@@ -598,9 +608,11 @@ def closing_error(code: str, **extra: Any) -> dict[str, Any]:
     return error_message(code, _(_CLOSING_SENTENCES[code]), **extra)
 
 
-def ended() -> dict[str, Any]:
-    """Build what everyone receives when a host ends the call, before the close with 4410."""
-    return closing_error(ENDED)
+def ended_message(*, by_you: bool = False) -> str:
+    """Return the sentence that says the call was ended: by a host, or by you."""
+    if by_you:
+        return _("You ended the call for everyone.")
+    return _(_CLOSING_SENTENCES[ENDED])
 
 
 def mute_request(*, by: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 import calendar as month_calendar
 import datetime as dt
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -12,7 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
+from django_ratelimit.core import get_usage
 
+from accounts.selectors import unconfirmed_emails
 from rooms import calendar, live, selectors, services
 from rooms.forms import (
     CoHostForm,
@@ -60,6 +63,7 @@ def home(request):
 
 @login_required
 def dashboard(request):
+    """The next 30 days, and the addresses to confirm before invitations sent to them show."""
     now = timezone.now()
     upcoming = selectors.upcoming_occurrences(
         request.user, start=now, end=now + dt.timedelta(days=30)
@@ -67,7 +71,11 @@ def dashboard(request):
     return render(
         request,
         "rooms/dashboard.html",
-        {"occurrences": [occurrence_row(o, now) for o in upcoming], "now": now},
+        {
+            "occurrences": [occurrence_row(o, now) for o in upcoming],
+            "now": now,
+            "unconfirmed_emails": unconfirmed_emails(request.user),
+        },
     )
 
 
@@ -436,18 +444,35 @@ def invitation_revoke(request, slug, pk):
     return redirect("rooms:invitations", slug=room.slug)
 
 
+def rate_limit_wait(request, *, group: str, rate: str, count: bool = True) -> int:
+    """
+    Check a limit per client address, counting this request against it when `count`.
+
+    Return 0 within the limit, else the seconds until the limit's window ends (for Retry-After).
+    """
+    usage = get_usage(request, group=group, key="ip", rate=rate, increment=count)
+    if usage is None or not usage["should_limit"]:
+        return 0
+    return max(usage["time_left"], 1)
+
+
 def invitation(request, token):
     """
     The page an invitation link opens.
 
-    The person it is addressed to answers it (RSVP) and joins; a signed-in user with a link
-    becomes an invitee; anyone else gives a name and joins as a guest, if the link allows guests.
+    The person it is addressed to answers it (RSVP) and joins; anyone else signed in is refused
+    a personal invitation (403). A signed-in user with an open link becomes an invitee; anyone
+    else gives a name and joins as a guest, if the link allows guests, and a browser that is a
+    guest by this link already stays that guest under the new name.
+
+    Tries at redeeming (answers to this page, visits of links that do not exist) are limited per
+    client address, and so are new guests. Past the first limit the page answers 429 without a
+    word about the invitation, so that it tells someone guessing links nothing; the form comes
+    back as it was sent.
     """
     found = services.invitation_for_token(token)
-    if found is None:
-        return render(request, "rooms/invitation_invalid.html", status=404)
     user = request.user
-    if user.is_authenticated and found.addresses(user):
+    if found is not None and found.addresses(user):
         if request.method == "POST" and "rsvp" in request.POST:
             try:
                 services.invitation_rsvp(invitation=found, answer=request.POST["rsvp"])
@@ -461,12 +486,52 @@ def invitation(request, token):
             {"invitation": found, "room": found.room, "addressed": True},
         )
     form = GuestForm(request.POST or None)
+    wait = rate_limit_wait(
+        request,
+        group="rooms.invitation",
+        rate=settings.INVITATION_RATE,
+        count=request.method == "POST" or found is None,
+    )
+    if wait:
+        response = render(request, "rooms/invitation_limited.html", {"form": form}, status=429)
+        response["Retry-After"] = str(wait)
+        return response
+    if found is None:
+        return render(request, "rooms/invitation_invalid.html", status=404)
+    refusal = services.invitation_refusal(found, user)
+    context = {
+        "invitation": found,
+        "room": found.room,
+        "form": form,
+        "addressed": False,
+        "refusal": " ".join(refusal.messages) if refusal else "",
+    }
+    if refusal is not None and refusal.code == services.NOT_YOURS:
+        return render(request, "rooms/invitation.html", {**context, "not_yours": True}, status=403)
     if request.method == "POST" and (user.is_authenticated or form.is_valid()):
+        guest = None if user.is_authenticated else visiting_guest(request, found.room)
+        new_guest = guest is None or guest.invitation_id != found.pk
+        if not user.is_authenticated and refusal is None and new_guest:
+            wait = rate_limit_wait(
+                request, group="rooms.guest", rate=settings.INVITATION_GUEST_RATE
+            )
+            if wait:
+                form.add_error(
+                    None,
+                    _(
+                        "Too many guests joined from your network just now. Wait a while and "
+                        "try again, or sign in."
+                    ),
+                )
+                response = render(request, "rooms/invitation.html", context, status=429)
+                response["Retry-After"] = str(wait)
+                return response
         try:
             _invitation, guest = services.invitation_redeem(
                 token=token,
                 user=user,
                 guest_name=form.cleaned_data["name"] if not user.is_authenticated else "",
+                guest=guest,
             )
         except ValidationError as error:
             form_error(form, error)
@@ -474,14 +539,11 @@ def invitation(request, token):
             if guest is not None:
                 remember_guest(request, guest)
             return redirect(found.room.get_call_url())
-    return render(
-        request,
-        "rooms/invitation.html",
-        {"invitation": found, "room": found.room, "form": form, "addressed": False},
-    )
+    return render(request, "rooms/invitation.html", context)
 
 
 def remember_guest(request, guest: Guest) -> None:
+    """Make this browser that guest in the guest's room (one guest per room and browser)."""
     guests = request.session.get(selectors.GUEST_SESSION_KEY, {})
     guests[str(guest.invitation.room_id)] = str(guest.pk)
     request.session[selectors.GUEST_SESSION_KEY] = guests
@@ -498,7 +560,9 @@ def call(request, slug):
     """The call page: join only when the access rule allows, else say why and what next."""
     room = get_object_or_404(Room.objects.select_related("owner"), slug=slug)
     guest = visiting_guest(request, room)
-    decision = selectors.join_decision(room, user=request.user, guest=guest)
+    # The browser gets an id a ban can name, before it ever connects to a call.
+    browser = selectors.browser_of(request.session, create=True)
+    decision = selectors.join_decision(room, user=request.user, guest=guest, browser=browser)
     if decision.code == selectors.NOT_SIGNED_IN:
         return redirect(f"{reverse('account_login')}?next={room.get_call_url()}")
     guest_form = None
@@ -535,7 +599,8 @@ def call_people(request, slug):
     """Who is in the call now, for the pre-join screen of someone who may join it."""
     room = get_object_or_404(Room, slug=slug)
     guest = visiting_guest(request, room)
-    decision = selectors.join_decision(room, user=request.user, guest=guest)
+    browser = selectors.browser_of(request.session)
+    decision = selectors.join_decision(room, user=request.user, guest=guest, browser=browser)
     if not decision.allowed or decision.lobby:
         return JsonResponse({"people": []}, status=403)
     return JsonResponse({"people": live.participant_names(room.slug)})

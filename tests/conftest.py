@@ -2,6 +2,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -102,6 +103,23 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     }
     env.update(overrides)
     return env
+
+
+def django_settings(expression: str, **env: str) -> subprocess.CompletedProcess:
+    """
+    Start Django in a new process with these environment variables and print an expression of
+    its settings (`s`), as an operator starting the site with them would get it.
+    """
+    code = "import django; django.setup(); from django.conf import settings as s; "
+    code += f"print({expression})"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=BASE_DIR,
+        env=subprocess_env(DJANGO_SETTINGS_MODULE="conference.settings", **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture(autouse=True)

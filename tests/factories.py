@@ -2,18 +2,33 @@
 
 import itertools
 
+from allauth.account.models import EmailAddress
+
 from accounts.models import User
 
 _numbers = itertools.count(1)
 PASSWORD = "correct horse battery staple"  # noqa: S105
 
 
-def UserFactory(**fields) -> User:  # noqa: N802 - reads like the factory_boy classes it stands for
+def UserFactory(  # noqa: N802 - reads like the factory_boy classes it stands for
+    *, verified_email: bool | None = True, **fields
+) -> User:
+    """
+    Make an account whose address is confirmed, as after a sign-up and a click on the link.
+
+    `verified_email=False` records the address unconfirmed (typed at sign-up, never confirmed);
+    `None` leaves allauth no record of it at all, as `createsuperuser` does.
+    """
     number = next(_numbers)
     fields.setdefault("username", f"user{number}")
     fields.setdefault("email", f"{fields['username']}@example.com")
     password = fields.pop("password", PASSWORD)
-    return User.objects.create_user(password=password, **fields)
+    user = User.objects.create_user(password=password, **fields)
+    if verified_email is not None and user.email:
+        EmailAddress.objects.create(
+            user=user, email=user.email.lower(), verified=verified_email, primary=True
+        )
+    return user
 
 
 def RoomFactory(**fields):  # noqa: N802

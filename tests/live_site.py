@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import BASE_DIR, free_port, subprocess_env, wait_for_port
@@ -62,7 +63,7 @@ class LiveSite:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "conference.server",
                 "-b",
                 "127.0.0.1",
                 "-p",
@@ -95,19 +96,45 @@ class LiveSite:
     def log(self, port: int) -> str:
         return (self.logs / f"daphne-{port}.log").read_text(errors="replace")
 
+    def assert_no_crash(self, port: int) -> None:
+        """Fail if a server's log shows a consumer that raised or would not stop."""
+        log = self.log(port)
+        for sign in ("Exception inside application", "Traceback", "took too long to shut down"):
+            assert sign not in log, log
 
-SEED_CALL = """
+
+def people_in_call(port: int, slug: str, session_key: str) -> list[str]:
+    """Ask the people endpoint of a call, as its pre-join screen does."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/rooms/{slug}/call/people/",
+        headers={"Cookie": f"sessionid={session_key}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())["people"]
+
+
+# For seed scripts: `session_for(user)` returns the key of a new signed-in session of that user,
+# `session_with(values)` that of a new session holding these values.
+SESSIONS = """
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
-from django.contrib.auth import SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY
-from tests.factories import UserFactory, RoomFactory
 
-def session_for(user):
+def session_with(values):
     session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.update(values)
     session.create()
     return session.session_key
+
+def session_for(user):
+    return session_with({
+        SESSION_KEY: str(user.pk),
+        BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+        HASH_SESSION_KEY: user.get_session_auth_hash(),
+    })
+"""
+
+SEED_CALL = """
+from tests.factories import RoomFactory, UserFactory
 
 owner = UserFactory(username="olga", display_name="Olga")
 room = RoomFactory(owner=owner, name="Across", access="members")
@@ -120,4 +147,4 @@ print(json.dumps({"slug": room.slug, "sessions": {n: session_for(u) for n, u in 
 
 def seed_call(site: LiveSite, *names: str) -> dict:
     """Make a members room owned by olga, and signed-in sessions for olga and each name."""
-    return site.run(f"NAMES = {list(names)!r}\n" + SEED_CALL)
+    return site.run(f"NAMES = {list(names)!r}\n" + SESSIONS + SEED_CALL)

@@ -8,7 +8,7 @@ import { ChatLog, historyPayload, makeChatMessage, parseChatPayload } from './ch
 import { FileReceiver, FileSender, fileChannelLabel, fileTransferId } from './files.js';
 import { describeMediaError, listDevices, measureLevel, openLocalMedia, videoEncodingFor } from './media.js';
 import { Peer } from './peer.js';
-import { SignalingConnection, signalingUrl } from './signaling.js';
+import { LATER_CLOSE_CODES, SignalingConnection, signalingUrl } from './signaling.js';
 import { CallView, formatBytes } from './ui.js';
 
 const config = JSON.parse(/** @type {HTMLElement} */ (document.getElementById('call-config')).textContent ?? '{}');
@@ -19,12 +19,6 @@ const AWAY_GRACE_MS = 20_000;
 /** The mesh carries video well up to about this many people. */
 const MESH_COMFORT = 6;
 
-const ENDINGS = {
-  kicked: 'A host removed you from this call.',
-  ended: 'A host ended the call for everyone.',
-  denied: 'A host did not let you in.',
-  left: 'You left the call.',
-};
 
 /**
  * @typedef {object} Remote
@@ -112,8 +106,9 @@ function join(options) {
   call.signaling.addEventListener('message', (event) => onMessage(/** @type {any} */ (event).message));
   call.signaling.addEventListener('status', (event) => view.setConnection(/** @type {any} */ (event).status));
   call.signaling.addEventListener('ended', (event) => {
-    const { error } = /** @type {any} */ (event);
-    end(ENDINGS[/** @type {keyof ENDINGS} */ (error?.code)] ?? error?.message ?? 'The connection to the call was closed.');
+    // The server says why, in the site's language; the page adds nothing of its own.
+    const { code, error } = /** @type {any} */ (event);
+    end(error?.message ?? 'The connection to the call was closed.', LATER_CLOSE_CODES.has(code));
   });
   call.signaling.connect();
 }
@@ -142,6 +137,8 @@ function onMessage(message) {
       return onPeerLeft(message.id, message.reason);
     case 'peer-state':
       return onPeerState(message.id, message.state);
+    case 'peer-role':
+      return onPeerRole(message.id, message.role);
     case 'signal':
       return onSignal(message.from, message.data);
     case 'knock':
@@ -155,7 +152,8 @@ function onMessage(message) {
       view.toast(call.locked ? 'The room is now locked.' : 'The room is unlocked.');
       return showHostControls();
     case 'error':
-      if (!['kicked', 'ended', 'denied'].includes(message.code)) console.warn('signaling error', message);
+      // Endings come with a close, which says it to the person; anything else is a client bug.
+      if (!['kicked', 'ended', 'denied', 'replaced', 'unavailable', 'timed-out'].includes(message.code)) console.warn('signaling error', message);
       return undefined;
     default:
       return undefined;
@@ -174,6 +172,7 @@ function onWelcome(welcome) {
   sendState();
   const present = new Set();
   for (const info of welcome.peers) {
+    if (info.instance === welcome.self.instance) continue; // this page's own older connection
     present.add(info.instance);
     const known = findByInstance(info.instance);
     if (known) {
@@ -223,6 +222,19 @@ function onPeerState(id, state) {
   remote.state = state;
   view.setTileState(id, state);
   if (state.hand) view.toast(`${remote.name} raised a hand.`);
+  updatePeople();
+}
+
+/** @param {string} id @param {string} role */
+function onPeerRole(id, role) {
+  if (id === call.self.id) {
+    call.self.role = role;
+    view.toast(isHost() ? 'You are now a host of this call.' : 'You are no longer a host of this call.');
+    showHostControls();
+  } else {
+    const remote = remotes.get(id);
+    if (remote) remote.role = role;
+  }
   updatePeople();
 }
 
@@ -493,7 +505,7 @@ view.on('hand', () => {
 });
 view.on('leave', () => {
   call.signaling?.close();
-  end(ENDINGS.left);
+  end('You left the call.', true);
 });
 
 // --- People and host actions ------------------------------------------------------------------
@@ -635,8 +647,8 @@ setInterval(async () => {
   view.setActiveSpeaker(loudest);
 }, 2000);
 
-/** @param {string} why */
-function end(why) {
+/** @param {string} why @param {boolean} canJoinAgain */
+function end(why, canJoinAgain) {
   if (call.ended) return;
   call.ended = true;
   for (const remote of remotes.values()) remote.peer.close();
@@ -644,7 +656,7 @@ function end(why) {
   local.screen?.stop();
   for (const track of local.stream?.getTracks() ?? []) track.stop();
   local.stopMeter();
-  view.showEnded(why);
+  view.showEnded(why, canJoinAgain);
 }
 
 window.addEventListener('pagehide', () => call.signaling?.close());

@@ -14,7 +14,9 @@ export const PING_INTERVAL_MS = 15_000;
 export const SILENCE_LIMIT_MS = 30_000;
 
 /** Close codes after which reconnecting cannot help (docs/signaling.md, "Errors and close codes"). */
-export const FINAL_CLOSE_CODES = new Set([4401, 4403, 4404, 4409, 4410, 4423, 4425]);
+export const FINAL_CLOSE_CODES = new Set([4401, 4403, 4404, 4409, 4410, 4412, 4423, 4425]);
+/** Of those, the ones after which a person may well try again later, by hand: full, locked, early. */
+export const LATER_CLOSE_CODES = new Set([4409, 4423, 4425]);
 
 export class SignalingMessageEvent extends Event {
   /** @param {any} message */

@@ -209,11 +209,12 @@ export class CallView {
     notice.hidden = state !== 'reconnecting';
   }
 
-  /** @param {string} why */
-  showEnded(why) {
+  /** @param {string} why @param {boolean} canJoinAgain */
+  showEnded(why, canJoinAgain) {
     byId('prejoin').hidden = true;
     byId('call').hidden = true;
     byId('call-ended-reason').textContent = why;
+    byId('join-again').hidden = !canJoinAgain;
     byId('call-ended').hidden = false;
   }
 

@@ -1,11 +1,13 @@
 import re
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.core import mail
 from django.urls import reverse
 
 from accounts.models import User
-from tests.factories import PASSWORD, UserFactory
+from rooms import selectors, services
+from tests.factories import PASSWORD, RoomFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -29,15 +31,82 @@ def error_beside(html: str, field: str) -> str:
     return re.sub(r"<[^>]+>", "", match.group(1)).strip()
 
 
-def test_sign_up_signs_in_and_keeps_the_profile(client):
+def confirmation_link(message) -> str:
+    """Return the path of the confirmation link in a mail allauth sent."""
+    link = re.search(r"https?://[^/\s]+(/accounts/confirm-email/\S+)", message.body)
+    assert link, message.body
+    return link.group(1)
+
+
+def test_sign_up_confirms_the_address_then_signs_in_and_keeps_the_profile(client):
     response = client.post(reverse("account_signup"), SIGNUP, follow=True)
 
     user = User.objects.get(username="carol")
     assert user.display_name == "Carol K."
     assert user.time_zone == "Europe/Berlin"
     assert user.check_password(SIGNUP["password1"])
+    # Not in until the address is confirmed: anyone can type anyone's address.
+    assert not response.context["user"].is_authenticated
+    assert "Confirm your email address" in response.text
+    assert [message.to for message in mail.outbox] == [["carol@example.com"]]
+
+    link = confirmation_link(mail.outbox[0])
+    assert "Confirm" in client.get(link).text
+    response = client.post(link, follow=True)
+
     assert response.context["user"] == user
     assert "Signed in as Carol K." in response.text
+    assert EmailAddress.objects.get(user=user, email="carol@example.com").verified
+
+
+def test_an_invitee_signs_up_from_the_invitation_and_lands_on_it(
+    client, django_capture_on_commit_callbacks
+):
+    host = UserFactory(username="hana")
+    room = RoomFactory(owner=host, name="Budget review")
+    with django_capture_on_commit_callbacks(execute=True):
+        _, token = services.invitation_create(room=room, created_by=host, email="carol@example.com")
+    invitation_path = reverse("rooms:invitation", args=[token])
+    mail.outbox.clear()
+
+    page = client.get(invitation_path).text
+    signup_url = re.search(r'href="(/accounts/signup/\?[^"]+)"', page).group(1)
+    form = client.get(signup_url.replace("&amp;", "&"))
+    assert form.context["form"]["email"].value() == "carol@example.com"
+    client.post(signup_url.replace("&amp;", "&"), SIGNUP)
+    response = client.post(confirmation_link(mail.outbox[0]), follow=True)
+
+    assert response.redirect_chain[-1][0] == invitation_path
+    assert "Your answer: No answer yet" in response.text
+    carol = User.objects.get(username="carol")
+    assert selectors.join_decision(room, user=carol).allowed
+
+
+def test_signing_in_with_an_unconfirmed_address_sends_a_new_link(client):
+    UserFactory(username="carol", email="carol@example.com", verified_email=False)
+
+    response = client.post(
+        reverse("account_login"), {"login": "carol", "password": PASSWORD}, follow=True
+    )
+
+    assert not response.context["user"].is_authenticated
+    assert "Confirm your email address" in response.text
+    assert [message.to for message in mail.outbox] == [["carol@example.com"]]
+
+
+def test_the_email_page_sends_the_link_again_for_the_address_it_shows(client):
+    carol = UserFactory(email="carol@example.com", verified_email=False)
+    client.force_login(carol)
+
+    page = client.get(reverse("account_email")).text
+    radio = re.search(r'<input type="radio"[^>]*>', page).group(0)
+    assert 'value="carol@example.com"' in radio
+    # Ticked already: "Re-send" must have an address to send to without a click on it.
+    assert " checked" in radio
+    assert "Unverified" in page
+    client.post(reverse("account_email"), {"email": "carol@example.com", "action_send": ""})
+
+    assert [message.to for message in mail.outbox] == [["carol@example.com"]]
 
 
 def test_sign_up_with_mismatched_passwords_says_so_beside_the_field(client):

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.browser.pages import VIEWPORT, Person
-from tests.live_site import LiveSite
+from tests.live_site import SESSIONS, LiveSite
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -77,24 +77,6 @@ def site(tmp_path):
     site.stop_all()
 
 
-SEED_SESSIONS = """
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
-
-def session_with(values):
-    session = SessionStore()
-    session.update(values)
-    session.create()
-    return session.session_key
-
-def session_for(user):
-    return session_with({
-        SESSION_KEY: str(user.pk),
-        BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
-        HASH_SESSION_KEY: user.get_session_auth_hash(),
-    })
-"""
-
 SEED_MEMBERS_CALL = """
 from tests.factories import RoomFactory, UserFactory
 
@@ -135,7 +117,7 @@ def call(site) -> dict:
 
     Returns {"slug": ..., "sessions": {"olga": key, "ann": key, "ben": key}}.
     """
-    return site.run(SEED_SESSIONS + SEED_MEMBERS_CALL)
+    return site.run(SESSIONS + SEED_MEMBERS_CALL)
 
 
 @pytest.fixture
@@ -146,7 +128,7 @@ def lobby_call(site) -> dict:
     Gus's session holds the guest as the invitation page would have left it; not being personally
     invited, he waits in the lobby. Returns {"slug": ..., "sessions": {"hana": ..., "gus": ...}}.
     """
-    return site.run(SEED_SESSIONS + SEED_LOBBY_CALL)
+    return site.run(SESSIONS + SEED_LOBBY_CALL)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ The steps here use only the page's DOM contract (ids, classes and attributes, an
 elements), never its scripts: a test asserts what a person would see.
 """
 
-import base64
 import json
 import time
 from dataclasses import dataclass, field
@@ -320,19 +319,11 @@ def expect_progress_complete(transfer: Locator, size: int, *, timeout: int = MED
         ) from None
 
 
-FETCH_BASE64 = """async (href) => {
-    const bytes = new Uint8Array(await (await fetch(href)).arrayBuffer());
-    let binary = "";
-    for (let start = 0; start < bytes.length; start += 0x8000) {
-        binary += String.fromCharCode(...bytes.subarray(start, start + 0x8000));
-    }
-    return btoa(binary);
-}"""
-
-
 def download(page: Page, link: Locator) -> bytes:
-    """Fetch what a download link points to (a blob: URL), as the browser would save it."""
-    return base64.b64decode(page.evaluate(FETCH_BASE64, link.get_attribute("href")))
+    """Save what a download link points to (a blob: URL), as a person clicking it would."""
+    with page.expect_download() as saved:
+        link.click()
+    return saved.value.path().read_bytes()
 
 
 # The lobby, the people list and the end of a call

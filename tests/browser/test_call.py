@@ -246,6 +246,7 @@ def test_a_guest_waits_in_the_lobby_until_admitted_and_stays_out_once_removed(
     ended = gus.page.locator("#call-ended")
     expect(ended).to_be_visible(timeout=PAGE_TIMEOUT)
     expect(ended).to_contain_text("removed")
+    expect(ended.locator("#join-again")).to_be_hidden()  # it would only lead to a refusal
     expect(remote_tile(hana.page, "Gus")).to_have_count(0, timeout=LEAVE_TIMEOUT)
 
     # Coming back does not help: the page, or the server when he tries to join, refuses him.

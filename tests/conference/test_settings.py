@@ -2,7 +2,7 @@ import secrets
 import subprocess
 import sys
 
-from tests.conftest import BASE_DIR, subprocess_env
+from tests.conftest import BASE_DIR, django_settings, subprocess_env
 
 PRODUCTION = {
     "DJANGO_DEBUG": "false",
@@ -55,18 +55,8 @@ def test_the_site_refuses_to_start_without_a_secret_key_in_production():
 
 
 def test_the_embedded_defaults_need_no_other_service():
-    code = (
-        "import django; django.setup(); from django.conf import settings as s; "
-        "print(s.DATABASES['default']['ENGINE'], s.CHANNEL_LAYERS['default']['BACKEND'])"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=BASE_DIR,
-        env=subprocess_env(DJANGO_SETTINGS_MODULE="conference.settings"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    result = django_settings(
+        "s.DATABASES['default']['ENGINE'], s.CHANNEL_LAYERS['default']['BACKEND']"
     )
 
     assert result.stdout.split() == [
@@ -76,22 +66,10 @@ def test_the_embedded_defaults_need_no_other_service():
 
 
 def test_a_wildcard_allowed_host_does_not_become_an_allowed_websocket_origin():
-    code = (
-        "import django; django.setup(); from django.conf import settings as s; "
-        "print(s.WEBSOCKET_ALLOWED_ORIGINS)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=BASE_DIR,
-        env=subprocess_env(
-            DJANGO_SETTINGS_MODULE="conference.settings",
-            DJANGO_ALLOWED_HOSTS="*",
-            DJANGO_CSRF_TRUSTED_ORIGINS="https://meet.example.com",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    result = django_settings(
+        "s.WEBSOCKET_ALLOWED_ORIGINS",
+        DJANGO_ALLOWED_HOSTS="*",
+        DJANGO_CSRF_TRUSTED_ORIGINS="https://meet.example.com",
     )
 
     assert result.stdout.strip() == "['https://meet.example.com']"

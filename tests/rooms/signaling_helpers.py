@@ -16,16 +16,22 @@ ORIGIN = b"http://localhost:8000"
 
 
 @database_sync_to_async
-def session_cookie_for(user=None, guest=None) -> bytes:
-    """Return a Cookie header for a signed-in user, a guest's session, or an empty session."""
+def session_cookie_for(user=None, guest=None, browser: str = "") -> bytes:
+    """
+    Return a Cookie header for a signed-in user, a guest's session, or an empty session;
+    `browser` is the browser id the call page would have put in the session.
+    """
     if user is not None:
         client = Client()
         client.force_login(user)
-        return f"sessionid={client.cookies['sessionid'].value}".encode()
-    session = SessionStore()
-    if guest is not None:
-        session[selectors.GUEST_SESSION_KEY] = {str(guest.invitation.room_id): str(guest.pk)}
-    session.create()
+        session = SessionStore(client.cookies["sessionid"].value)
+    else:
+        session = SessionStore()
+        if guest is not None:
+            session[selectors.GUEST_SESSION_KEY] = {str(guest.invitation.room_id): str(guest.pk)}
+    if browser:
+        session[selectors.BROWSER_SESSION_KEY] = browser
+    session.save()
     return f"sessionid={session.session_key}".encode()
 
 
@@ -41,11 +47,23 @@ class Peer:
 
     @classmethod
     async def connect(
-        cls, slug: str, *, user=None, guest=None, origin: bytes = ORIGIN, page: str = ""
+        cls,
+        slug: str,
+        *,
+        user=None,
+        guest=None,
+        origin: bytes = ORIGIN,
+        page: str = "",
+        browser: str = "",
+        cookie: bytes = b"",
     ):
-        """Open a socket as a page would; `page` is the page's own instance name."""
+        """
+        Open a socket as a page would; `page` is the page's own instance name. The session is
+        the user's, the guest's, or the one a browser's `cookie` (sessionid=...) names.
+        """
         page = page or f"page-{uuid.uuid4().hex}"
-        headers = [(b"origin", origin), (b"cookie", await session_cookie_for(user, guest))]
+        cookie = cookie or await session_cookie_for(user, guest, browser)
+        headers = [(b"host", b"localhost:8000"), (b"origin", origin), (b"cookie", cookie)]
         communicator = WebsocketCommunicator(
             application, f"/ws/rooms/{slug}/?instance={page}", headers=headers
         )

@@ -220,6 +220,51 @@ def no_such_room(w):
     return selectors.join_decision(None, user=w.owner)
 
 
+def invitee_of_a_cancelled_meeting(w):
+    user = w.invitee(meeting=w.meeting)
+    services.meeting_cancel(meeting=w.meeting)
+    return decide(w, user=user)
+
+
+def invitee_of_a_cancelled_meeting_long_before(w):
+    """The room has no meetings left; an invitation to one meeting still opens nothing."""
+    user = w.invitee(meeting=w.meeting)
+    services.meeting_cancel(meeting=w.meeting)
+    return decide(w, user=user, at=BEFORE - dt.timedelta(days=30))
+
+
+def guest_of_a_cancelled_meetings_link(w):
+    _, guest = w.guest(meeting=w.meeting)
+    services.meeting_cancel(meeting=w.meeting)
+    return decide(w, guest=guest)
+
+
+def someone_else_in_a_banned_browser(w):
+    services.ban_create(room=w.room, user=w.invitee(), browser="browser-hash", expires_at=END)
+    return selectors.join_decision(w.room, user=w.invitee(), browser="browser-hash", at=INSIDE)
+
+
+def invitee_after_a_host_ended_the_call(w):
+    w.room.ended_at = INSIDE - dt.timedelta(minutes=5)
+    return decide(w, user=w.invitee())
+
+
+def invitee_after_the_call_was_ended_before_this_window(w):
+    w.room.ended_at = OPENING - dt.timedelta(minutes=1)
+    return decide(w, user=w.invitee())
+
+
+def owner_after_ending_the_call(w):
+    w.room.ended_at = INSIDE
+    return decide(w, user=w.owner, at=INSIDE)
+
+
+def invitee_of_an_ended_room_without_meetings(w):
+    services.meeting_cancel(meeting=w.meeting)
+    w.room.ended_at = BEFORE
+    return decide(w, user=w.invitee())
+
+
 CASES = [
     (owner_inside, allowed(Role.HOST)),
     (owner_before_window, allowed(Role.HOST)),
@@ -251,6 +296,14 @@ CASES = [
     (guest_before_window, refused(selectors.TOO_EARLY)),
     (room_without_meetings, allowed(Role.PARTICIPANT)),
     (no_such_room, refused(selectors.NO_SUCH_ROOM)),
+    (invitee_of_a_cancelled_meeting, refused(selectors.MEETING_OVER)),
+    (invitee_of_a_cancelled_meeting_long_before, refused(selectors.MEETING_OVER)),
+    (guest_of_a_cancelled_meetings_link, refused(selectors.MEETING_OVER)),
+    (someone_else_in_a_banned_browser, refused(selectors.KICKED)),
+    (invitee_after_the_call_was_ended_before_this_window, allowed(Role.PARTICIPANT)),
+    (owner_after_ending_the_call, allowed(Role.HOST)),
+    (invitee_of_an_ended_room_without_meetings, refused(selectors.ENDED)),
+    (invitee_after_a_host_ended_the_call, refused(selectors.ENDED)),
 ]
 
 

@@ -227,8 +227,10 @@ def test_end_call_action_sends_the_end_to_the_live_call(
     with django_capture_on_commit_callbacks(execute=True):
         response = run_action(admin_client, Room, "end_calls", [room])
 
-    assert receive(channel) == {"type": "room.end"}
+    assert receive(channel) == {"type": "room.end", "by": ""}
     assert "Ended the call, if any, in 1 room." in messages_of(response)
+    room.refresh_from_db()
+    assert room.ended_at is not None  # the occurrence stays closed to all but hosts
 
 
 def room_form_data(room: Room, **changes) -> dict:
@@ -564,4 +566,4 @@ def test_deleting_a_room_ends_its_call(admin_client, listener, django_capture_on
 
     assert response.status_code == 302
     assert not Room.objects.filter(pk=room.pk).exists()
-    assert receive(channel) == {"type": "room.end"}
+    assert receive(channel) == {"type": "room.end", "by": ""}

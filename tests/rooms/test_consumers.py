@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from rooms import live, services, turn
 from rooms.models import Attendance, Room
-from tests.factories import MeetingFactory, RoomFactory, UserFactory
+from tests.factories import MeetingFactory
 from tests.rooms.signaling_helpers import Peer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,34 +28,6 @@ CANDIDATE = {
 }
 
 
-class Call:
-    """A room with its owner, two invitees and a stranger; another room for isolation checks."""
-
-    def __init__(self, **room_fields):
-        self.owner = UserFactory(username="olga", display_name="Olga")
-        self.room = RoomFactory(owner=self.owner, name="Standup", **room_fields)
-        self.ann = self.invitee("ann", "Ann")
-        self.ben = self.invitee("ben", "Ben")
-        self.stranger = UserFactory(username="sam")
-        self.other_room = RoomFactory(owner=self.owner, name="Elsewhere")
-
-    def invitee(self, username, name, room=None):
-        user = UserFactory(username=username, display_name=name)
-        services.invitation_create(room=room or self.room, created_by=self.owner, email=user.email)
-        return user
-
-    def guest(self, name="Gail"):
-        _, token = services.invitation_create(
-            room=self.room, created_by=self.owner, allow_guests=True
-        )
-        return services.invitation_redeem(token=token, guest_name=name)[1]
-
-
-@pytest.fixture
-def call(transactional_db):
-    return Call()
-
-
 async def join(call, user, **kwargs):
     return await Peer.join(call.room.slug, user=user, **kwargs)
 
@@ -69,7 +41,7 @@ async def test_the_first_peer_is_welcomed_into_an_empty_call(call):
     assert olga.welcome == {
         "type": "welcome",
         "protocol": 1,
-        "self": {"id": olga.id, "name": "Olga", "role": "host"},
+        "self": {"id": olga.id, "name": "Olga", "role": "host", "instance": olga.instance},
         "peers": [],
         "iceServers": [],
         "room": {"slug": call.room.slug, "name": "Standup", "locked": False},
@@ -81,7 +53,12 @@ async def test_a_newcomer_is_welcomed_with_the_peers_and_they_are_told(call):
     olga = await join(call, call.owner)
     ann = await join(call, call.ann)
 
-    assert ann.welcome["self"] == {"id": ann.id, "name": "Ann", "role": "participant"}
+    assert ann.welcome["self"] == {
+        "id": ann.id,
+        "name": "Ann",
+        "role": "participant",
+        "instance": ann.instance,
+    }
     assert ann.welcome["peers"] == [
         {
             "id": olga.id,
@@ -324,13 +301,6 @@ async def test_a_finished_meeting_is_refused_with_4410(call):
 # --- Lobby ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def lobby_call(transactional_db):
-    call = Call(lobby_enabled=True)
-    call.gail = call.guest("Gail")
-    return call
-
-
 async def test_a_lobby_entrant_learns_nothing_until_admitted(lobby_call):
     call = lobby_call
     olga = await join(call, call.owner)
@@ -357,7 +327,12 @@ async def test_a_lobby_entrant_learns_nothing_until_admitted(lobby_call):
 
     welcome = await gail.receive()
     assert welcome["type"] == "welcome"
-    assert welcome["self"] == {"id": gail_id, "name": "Gail", "role": "participant"}
+    assert welcome["self"] == {
+        "id": gail_id,
+        "name": "Gail",
+        "role": "participant",
+        "instance": gail.instance,
+    }
     assert {peer["id"] for peer in welcome["peers"]} == {olga.id, ann.id}
     assert await olga.receive() == {
         "type": "peer-joined",

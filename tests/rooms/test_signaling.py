@@ -590,7 +590,12 @@ def test_welcome():
     assert message == {
         "type": "welcome",
         "protocol": 1,
-        "self": {"id": "bob-id", "name": "Bob", "role": "participant"},
+        "self": {
+            "id": "bob-id",
+            "name": "Bob",
+            "role": "participant",
+            "instance": "0f1e2d3c4b5a6978",
+        },
         "peers": [
             {
                 "id": "alice-id",
@@ -613,7 +618,12 @@ def test_welcome_to_an_empty_room():
     assert message["peers"] == []
     assert message["iceServers"] == []
     assert message["room"] == {"slug": "r", "name": "R", "locked": True}
-    assert message["self"] == {"id": "alice-id", "name": "Alice", "role": "host"}
+    assert message["self"] == {
+        "id": "alice-id",
+        "name": "Alice",
+        "role": "host",
+        "instance": "a1b2c3d4e5f60718",
+    }
 
 
 def test_lobby():
@@ -704,13 +714,19 @@ def test_error_from_a_protocol_error():
     }
 
 
-def test_ended_reaches_everyone_as_an_error_before_close_4410():
-    message = signaling.ended()
+def test_ended_says_who_ended_the_call_before_close_4410():
+    assert signaling.CLOSE_CODES[signaling.ENDED] == signaling.CLOSE_ENDED == 4410
+    assert signaling.ended_message() == "A host ended the call for everyone."
+    assert signaling.ended_message(by_you=True) == "You ended the call for everyone."
+    assert signaling.closing_error(signaling.ENDED)["message"] == signaling.ended_message()
 
-    assert set(message) == {"type", "code", "message"}
-    assert (message["type"], message["code"]) == ("error", "ended")
-    assert message["message"]
-    assert signaling.CLOSE_CODES[message["code"]] == signaling.CLOSE_ENDED == 4410
+
+def test_a_role_change_names_the_peer_and_its_new_role():
+    assert signaling.peer_role("bob-id", "cohost") == {
+        "type": "peer-role",
+        "id": "bob-id",
+        "role": "cohost",
+    }
 
 
 @pytest.mark.parametrize(
