@@ -135,7 +135,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             "attendance_id": None,
             "admitted": False,
         }
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await retrying(self.channel_layer.group_add, self.group, self.channel_name)
         if self.decision.lobby:
             # A page that was in the call and connects again does not wait a second time.
             admission = await retrying(
