@@ -176,7 +176,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "conference.layers.InProcessChannelLayer",
             "CONFIG": {"capacity": SIGNALING_CHANNEL_CAPACITY},
         }
     }

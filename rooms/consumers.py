@@ -20,6 +20,7 @@ import time
 from urllib.parse import parse_qs
 
 from autobahn.exception import Disconnected
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -177,7 +178,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.is_host and self.room.ended_at is not None:
             # A host joining a call that was ended starts it again.
             await database_sync_to_async(services.call_reopen)(room=self.room)
-        self.peers = {other["id"]: other for other in admission.others}
+        # Copies: the layer hands events over uncopied, and in-process presence holds the other
+        # connections' own entries; what this connection keeps, it changes on its own.
+        self.peers = {other["id"]: dict(other) for other in admission.others}
         await connections().report_gone(
             self.slug, admission.departed, newcomer=self.entry["instance"]
         )
@@ -257,8 +260,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def dispatch(self, message):
+        """
+        Call the message's handler, as Channels does, but without closing old database
+        connections first: Channels does that for every message, a thread hop each, while this
+        consumer touches the database only through database_sync_to_async, which closes them.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
         try:
-            await super().dispatch(message)
+            await handler(message)
         except ServiceUnavailable:
             logger.warning("closing a connection in room %s: Redis stayed out of reach", self.slug)
             self.leave_reason = signaling.LOST
@@ -419,7 +430,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         peer = event["peer"]
         if peer["id"] == self.peer_id:
             return
-        self.peers[peer["id"]] = peer
+        self.peers[peer["id"]] = dict(peer)
         if self.admitted:
             await self.send_json(signaling.peer_joined(public_peer(peer)))
 
@@ -445,7 +456,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def lobby_knock(self, event):
         peer = event["peer"]
         if self.admitted and self.is_host and peer["id"] != self.peer_id:
-            self.lobby[peer["id"]] = peer
+            self.lobby[peer["id"]] = dict(peer)
             await self.send_json(signaling.knock(peer=peer))
 
     async def lobby_left(self, event):

@@ -61,7 +61,7 @@ def test_the_embedded_defaults_need_no_other_service():
 
     assert result.stdout.split() == [
         "django.db.backends.sqlite3",
-        "channels.layers.InMemoryChannelLayer",
+        "conference.layers.InProcessChannelLayer",
     ]
 
 

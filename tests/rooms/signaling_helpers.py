@@ -127,6 +127,17 @@ class Peer:
                 messages.append(json.loads(output["text"]))
         return messages
 
+    async def take_sent(self) -> list[dict]:
+        """Read what the server has sent so far, without waiting for more."""
+        messages = []
+        while not self.communicator.output_queue.empty():
+            output = await self.communicator.receive_output()
+            if output["type"] == "websocket.close":
+                self.close_code = output["code"]
+            else:
+                messages.append(json.loads(output["text"]))
+        return messages
+
     async def still_answers(self) -> bool:
         await self.send({"type": "ping"})
         return await self.receive() == {"type": "pong"}

@@ -136,7 +136,7 @@ async def test_a_burst_of_candidates_to_a_newcomer_reaches_it_and_costs_nobody_a
 
 async def test_a_signal_to_a_stalled_peer_is_refused_to_the_sender_who_stays(call, settings):
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5}}
+        "default": {"BACKEND": "conference.layers.InProcessChannelLayer", "CONFIG": {"capacity": 5}}
     }
     olga = await join(call, call.owner)
     # A peer whose connection reads nothing: an entry in presence whose channel nobody drains.
