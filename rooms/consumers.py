@@ -13,10 +13,14 @@ attendance. Sends never raise into the code that makes them: once a close went o
 is gone, they are dropped.
 """
 
+import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
 import json
 import logging
 import time
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from autobahn.exception import Disconnected
@@ -29,6 +33,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 from accounts.models import User
+from conference.websocket import session_of, user_of
 from rooms import live, selectors, services, signaling, turn
 from rooms.connections import OUTAGE_ERRORS, ServiceUnavailable, connections, retrying
 from rooms.models import Guest, Role, Room
@@ -37,29 +42,115 @@ from rooms.presence import Admission, get_presence, public_peer
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """What the access rule said of a connection, and what the connection keeps of it."""
+
+    decision: selectors.JoinDecision
+    room_id: int | None = None
+    room_name: str = ""
+    room_limit: int = 0
+    locked: bool = False
+    ended: bool = False
+    user_id: int | None = None
+    guest_id: str | None = None
+    browser: str = ""
+    # The occurrence the person joins, for their attendance and a kick's ban.
+    meeting_id: int | None = None
+    occurrence_starts_at: dt.datetime | None = None
+    occurrence_ends_at: dt.datetime | None = None
+
+    @property
+    def person(self) -> str:
+        return f"user:{self.user_id}" if self.user_id else f"guest:{self.guest_id}"
+
+
 @database_sync_to_async
-def decide(slug: str, user, session):
-    """Return the room, the guest this session is there, the browser, and the access decision."""
-    room = Room.objects.select_related("owner").filter(slug=slug).first()
+def arrive(slug: str, scope) -> Arrival:
+    """
+    Decide on a new connection in one trip to the database: its session, its user, the room, the
+    guest and the access rule. The connection keeps ids and values, not model instances.
+    """
+    session = session_of(scope)
+    user = user_of(session)
+    room = Room.objects.filter(slug=slug).first()
     guest = None
     if room is not None and not user.is_authenticated:
         guest = selectors.guest_for_session(session, room)
     browser = selectors.browser_of(session)
     decision = selectors.join_decision(room, user=user, guest=guest, browser=browser)
-    return room, guest, browser, decision
+    if not decision.allowed:
+        return Arrival(decision=decision)
+    occurrence = decision.occurrence
+    return Arrival(
+        decision=dataclasses.replace(decision, occurrence=None),
+        room_id=room.pk,
+        room_name=room.name,
+        room_limit=min(room.max_participants, settings.ROOM_MAX_PARTICIPANTS_LIMIT),
+        locked=room.locked,
+        ended=room.ended_at is not None,
+        user_id=user.pk if user.is_authenticated else None,
+        guest_id=str(guest.pk) if guest is not None else None,
+        browser=browser,
+        meeting_id=occurrence.meeting.pk if occurrence else None,
+        occurrence_starts_at=occurrence.starts_at if occurrence else None,
+        occurrence_ends_at=occurrence.ends_at if occurrence else None,
+    )
 
 
 @database_sync_to_async
-def standing_now(room_id: int, user, guest, browser: str):
+def standing_now(arrival: Arrival):
     """Ask the access rule again, for a person already in the call."""
-    room = Room.objects.select_related("owner").filter(pk=room_id).first()
-    return selectors.standing(room, user=user, guest=guest, browser=browser)
+    room = Room.objects.filter(pk=arrival.room_id).first()
+    user = User.objects.filter(pk=arrival.user_id).first() if arrival.user_id else None
+    guest = Guest.objects.filter(pk=arrival.guest_id).first() if arrival.guest_id else None
+    if user is None and guest is None:
+        return selectors.refuse(selectors.NOT_ALLOWED, _("You may not join this call."))
+    return selectors.standing(room, user=user, guest=guest, browser=arrival.browser)
 
 
+@database_sync_to_async
+def start_attendance(arrival: Arrival, *, name: str, role: str) -> int:
+    attendance = services.attendance_start(
+        room_id=arrival.room_id,
+        name=name,
+        role=role,
+        user_id=arrival.user_id,
+        guest_id=arrival.guest_id,
+        meeting_id=arrival.meeting_id,
+        occurrence_starts_at=arrival.occurrence_starts_at,
+    )
+    return attendance.pk
+
+
+@database_sync_to_async
+def reopen(room_id: int) -> None:
+    services.call_reopen(room=Room.objects.get(pk=room_id))
+
+
+@database_sync_to_async
+def kick(arrival: Arrival, peer: dict) -> None:
+    """Ban the person behind a peer entry, as the host whose connection this is."""
+    services.ban_create(
+        room=Room.objects.get(pk=arrival.room_id),
+        user=User.objects.filter(pk=peer.get("user_id")).first() if peer.get("user_id") else None,
+        guest=(
+            Guest.objects.select_related("invitation").filter(pk=peer.get("guest_id")).first()
+            if peer.get("guest_id")
+            else None
+        ),
+        browser=peer.get("browser", ""),
+        expires_at=arrival.occurrence_ends_at,
+        created_by=User.objects.filter(pk=arrival.user_id).first() if arrival.user_id else None,
+    )
+
+
+@database_sync_to_async
 def set_locked(room_id: int, locked: bool) -> None:
     services.room_set_locked(room=Room.objects.get(pk=room_id), locked=locked)
 
 
+@database_sync_to_async
 def end_call(room_id: int, ended_by: str) -> None:
     services.call_end(room=Room.objects.get(pk=room_id), ended_by=ended_by)
 
@@ -71,6 +162,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.closed = False  # a close went out, or the socket is gone: nothing more is sent
         self.registered = False  # the peer is in presence (in the call or its lobby)
         self.has_left = False
+        self.attendance = None
         self.close_code = None
         self.leave_reason = None  # set when the server ends this connection for a reason
         try:
@@ -109,35 +201,31 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Accept first: a close before accepting reaches the client as a bare HTTP 403.
         await self.accept()
 
-        user = self.scope.get("user")
-        self.room, self.guest, self.browser, self.decision = await decide(
-            self.slug, user, self.scope.get("session")
-        )
-        if not self.decision.allowed:
-            extra = (
-                {"opensAt": self.decision.opens_at.isoformat()} if self.decision.opens_at else {}
-            )
-            await self.close_with(self.decision.code, message=self.decision.message, **extra)
-        self.user = user if user is not None and user.is_authenticated else None
-        self.role = self.decision.role
-        self.locked = self.room.locked
-        person = f"user:{self.user.pk}" if self.user else f"guest:{self.guest.pk}"
+        self.arrival = await arrive(self.slug, self.scope)
+        decision = self.arrival.decision
+        if not decision.allowed:
+            extra = {"opensAt": decision.opens_at.isoformat()} if decision.opens_at else {}
+            await self.close_with(decision.code, message=decision.message, **extra)
+        self.role = decision.role
+        self.locked = self.arrival.locked
+        self.attendance = None  # the task that records it, once in the call
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        page = query.get("instance", [""])[0]
         self.entry = {
             "id": self.peer_id,
-            "instance": signaling.peer_instance(person, query.get("instance", [""])[0]),
-            "name": self.decision.name,
+            "instance": signaling.peer_instance(self.arrival.person, page),
+            "name": decision.name,
             "role": self.role,
             "state": signaling.default_state(),
             "channel": self.channel_name,
-            "user_id": self.user.pk if self.user else None,
-            "guest_id": str(self.guest.pk) if self.guest else None,
-            "browser": self.browser,
+            "user_id": self.arrival.user_id,
+            "guest_id": self.arrival.guest_id,
+            "browser": self.arrival.browser,
             "attendance_id": None,
             "admitted": False,
         }
         await retrying(self.channel_layer.group_add, self.group, self.channel_name)
-        if self.decision.lobby:
+        if decision.lobby:
             # A page that was in the call and connects again does not wait a second time.
             admission = await retrying(
                 self.presence.admit,
@@ -159,7 +247,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     @property
     def room_limit(self) -> int:
-        return min(self.room.max_participants, settings.ROOM_MAX_PARTICIPANTS_LIMIT)
+        return self.arrival.room_limit
 
     async def wait_in_lobby(self):
         self.waiting = True
@@ -175,20 +263,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Join the call proper: take the place, welcome this peer, tell the others."""
         was_waiting, self.waiting, self.admitted = self.waiting, False, True
         self.register()
-        if self.is_host and self.room.ended_at is not None:
-            # A host joining a call that was ended starts it again.
-            await database_sync_to_async(services.call_reopen)(room=self.room)
         # Copies: the layer hands events over uncopied, and in-process presence holds the other
         # connections' own entries; what this connection keeps, it changes on its own.
         self.peers = {other["id"]: dict(other) for other in admission.others}
         await connections().report_gone(
             self.slug, admission.departed, newcomer=self.entry["instance"]
         )
-        attendance = await database_sync_to_async(services.attendance_start)(
-            room=self.room, decision=self.decision, user=self.user, guest=self.guest
-        )
-        self.entry["attendance_id"] = attendance.pk
-        await retrying(self.presence.update, self.slug, self.entry)
         # The others hear of the newcomer before it hears of them: were it the other way round, a
         # page that reconnects at once could have its older connection's peer-left overtaken by
         # that connection's own, late, peer-joined.
@@ -198,13 +278,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 self_peer=self.entry,
                 peers=self.peers.values(),
                 ice_servers=turn.ice_servers(peer_id=self.peer_id),
-                room={"slug": self.room.slug, "name": self.room.name, "locked": self.locked},
+                room={"slug": self.slug, "name": self.arrival.room_name, "locked": self.locked},
             )
         )
         if self.is_host:
             await self.tell_of_lobby()
         if was_waiting:
             await self.tell_room({"type": "lobby.left", "id": self.peer_id})
+        # The database's part comes after the welcome, on its own: neither the join nor the first
+        # offers wait for it, and leave() waits for it to end what it started.
+        self.attendance = asyncio.ensure_future(self.record_attendance())
+
+    async def record_attendance(self):
+        try:
+            if self.is_host and self.arrival.ended:
+                await reopen(self.arrival.room_id)  # a host joining an ended call starts it again
+            self.entry["attendance_id"] = await start_attendance(
+                self.arrival, name=self.entry["name"], role=self.role
+            )
+            await retrying(self.presence.update, self.slug, self.entry)
+        except Exception:
+            logger.exception("could not record attendance of %s in %s", self.peer_id, self.slug)
 
     def register(self):
         """The peer is in presence: from now on this process's timer vouches for it."""
@@ -246,6 +340,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.has_left = True
         registry = connections()
         registry.forget(self)
+        if self.attendance is not None:
+            await self.attendance  # it may still be writing the row that departing ends
         if self.registered:
             reason = self.leave_reason or (
                 signaling.LEFT if self.close_code in (1000, 1001) else signaling.LOST
@@ -352,16 +448,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if peer.get("role") == Role.HOST:
             await self.send_error(signaling.BAD_VALUE, _("The room's owner cannot be removed."))
             return
-        occurrence = self.decision.occurrence
         try:
-            await database_sync_to_async(services.ban_create)(
-                room=self.room,
-                user=await self.user_by_id(peer.get("user_id")),
-                guest=await self.guest_by_id(peer.get("guest_id")),
-                browser=peer.get("browser", ""),
-                expires_at=occurrence.ends_at if occurrence else None,
-                created_by=self.user,
-            )
+            await kick(self.arrival, peer)
         except ValidationError as error:
             await self.send_error(signaling.BAD_VALUE, " ".join(error.messages))
 
@@ -373,10 +461,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def on_lock(self, *, locked: bool):
         # The service tells every connection in the room, this one included, once committed.
-        await database_sync_to_async(set_locked)(self.room.pk, locked)
+        await set_locked(self.arrival.room_id, locked)
 
     async def on_end(self):
-        await database_sync_to_async(end_call)(self.room.pk, self.peer_id)
+        await end_call(self.arrival.room_id, self.peer_id)
 
     HANDLERS = {
         signaling.SIGNAL: on_signal,
@@ -388,14 +476,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         signaling.LOCK: on_lock,
         signaling.END: on_end,
     }
-
-    @database_sync_to_async
-    def user_by_id(self, user_id):
-        return User.objects.filter(pk=user_id).first() if user_id else None
-
-    @database_sync_to_async
-    def guest_by_id(self, guest_id):
-        return Guest.objects.select_related("invitation").filter(pk=guest_id).first()
 
     async def send_error(self, code: str, message: str):
         await self.send_json(signaling.error_message(code, message))
@@ -501,7 +581,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def access_changed(self, event):
         """Someone's access to the room changed: ask the access rule again for this person."""
-        standing = await standing_now(self.room.pk, self.user, self.guest, self.browser)
+        standing = await standing_now(self.arrival)
         if not standing.allowed:
             self.leave_reason = signaling.REMOVED
             await self.close_with(standing.code, message=standing.message)

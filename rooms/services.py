@@ -458,16 +458,25 @@ def ban_create(
 
 
 @transaction.atomic
-def attendance_start(*, room: Room, decision, user=None, guest: Guest | None = None) -> Attendance:
-    occurrence = decision.occurrence
+def attendance_start(
+    *,
+    room_id: int,
+    name: str,
+    role: str,
+    user_id: int | None = None,
+    guest_id=None,
+    meeting_id: int | None = None,
+    occurrence_starts_at: dt.datetime | None = None,
+) -> Attendance:
+    """Record that someone joined a room's call (an occurrence of a meeting, if any) as a role."""
     attendance = Attendance(
-        room=room,
-        meeting=occurrence.meeting if occurrence else None,
-        occurrence_starts_at=occurrence.starts_at if occurrence else None,
-        user=user if user is not None and user.is_authenticated else None,
-        guest=guest,
-        name=decision.name,
-        role=decision.role,
+        room_id=room_id,
+        meeting_id=meeting_id,
+        occurrence_starts_at=occurrence_starts_at,
+        user_id=user_id,
+        guest_id=guest_id,
+        name=name,
+        role=role,
     )
     attendance.save()
     return attendance

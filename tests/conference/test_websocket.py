@@ -11,7 +11,7 @@ from django.test import Client
 
 from conference.asgi import application as site_application
 from conference.settings import redis_channel_layer
-from conference.websocket import websocket_stack
+from conference.websocket import session_of, user_of, websocket_stack
 from tests.conftest import BASE_DIR
 from tests.factories import UserFactory
 
@@ -29,7 +29,7 @@ class WhoAmIConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         await self.channel_layer.group_add("idle-test", self.channel_name)
         await self.accept()
-        user = self.scope["user"]
+        user = await database_sync_to_async(lambda: user_of(session_of(self.scope)))()
         await self.send_json({"user": user.username if user.is_authenticated else None})
 
     async def disconnect(self, code):

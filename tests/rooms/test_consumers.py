@@ -525,9 +525,19 @@ async def test_the_live_participant_count_follows_the_call(call):
 # --- Attendance, TURN, keepalive --------------------------------------------------------------
 
 
+async def attendance_of(user) -> list[Attendance]:
+    """Return a user's attendance rows once there are any (they are written just after joining)."""
+    async with asyncio.timeout(3):
+        while True:
+            rows = await database_sync_to_async(list)(user.attendances.all())
+            if rows:
+                return rows
+            await asyncio.sleep(0.02)
+
+
 async def test_attendance_is_written_on_join_and_leave(call):
     ann = await join(call, call.ann)
-    row = await database_sync_to_async(Attendance.objects.get)(user=call.ann)
+    (row,) = await attendance_of(call.ann)
     assert (row.name, row.role, row.left_at) == ("Ann", "participant", None)
 
     await ann.leave()
@@ -535,6 +545,14 @@ async def test_attendance_is_written_on_join_and_leave(call):
     row = await database_sync_to_async(Attendance.objects.get)(pk=row.pk)
     assert row.left_at is not None
     assert row.left_at >= row.joined_at
+
+
+async def test_attendance_is_ended_when_the_connection_goes_before_it_was_written(call):
+    ann = await join(call, call.ann)
+    await ann.leave()  # at once: the row may still be on its way
+
+    (row,) = await attendance_of(call.ann)
+    assert row.left_at is not None
 
 
 async def test_turn_credentials_are_given_to_admitted_peers_only(lobby_call, settings):
