@@ -59,8 +59,13 @@ const instance = crypto.randomUUID().replaceAll('-', '');
 
 // --- Pre-join ---------------------------------------------------------------------------------
 
-async function prepare(choice = {}) {
+function stopMeter() {
   local.stopMeter();
+  local.stopMeter = () => {};
+}
+
+async function prepare(choice = {}) {
+  stopMeter();
   for (const track of local.stream?.getTracks() ?? []) track.stop();
   const { stream, problem } = await openLocalMedia(navigator.mediaDevices, choice);
   local.stream = stream;
@@ -92,15 +97,7 @@ async function refreshPeopleInCall() {
 
 /** @param {{muted: boolean, cameraOff: boolean}} options */
 function join(options) {
-  for (const track of local.stream?.getAudioTracks() ?? []) track.enabled = !options.muted;
-  for (const track of local.stream?.getVideoTracks() ?? []) track.enabled = !options.cameraOff;
-  local.state.audio = Boolean(local.stream?.getAudioTracks().length) && !options.muted;
-  local.state.video = Boolean(local.stream?.getVideoTracks().length) && !options.cameraOff;
-  view.enterCall();
-  view.tile('self', call.self.name, true);
-  view.setTileStream('self', local.stream ?? new MediaStream(), undefined);
-  view.setTileState('self', local.state);
-  showControls();
+  // The websocket's handshake goes on while the page turns to the call.
   const url = signalingUrl(location, config.websocketPath, instance);
   call.signaling = new SignalingConnection(url);
   call.signaling.addEventListener('message', (event) => onMessage(/** @type {any} */ (event).message));
@@ -111,6 +108,17 @@ function join(options) {
     end(error?.message ?? 'The connection to the call was closed.', LATER_CLOSE_CODES.has(code));
   });
   call.signaling.connect();
+  // The level meter is on the pre-join screen only.
+  stopMeter();
+  for (const track of local.stream?.getAudioTracks() ?? []) track.enabled = !options.muted;
+  for (const track of local.stream?.getVideoTracks() ?? []) track.enabled = !options.cameraOff;
+  local.state.audio = Boolean(local.stream?.getAudioTracks().length) && !options.muted;
+  local.state.video = Boolean(local.stream?.getVideoTracks().length) && !options.cameraOff;
+  view.enterCall();
+  view.tile('self', call.self.name, true);
+  view.setTileStream('self', local.stream ?? new MediaStream(), undefined);
+  view.setTileState('self', local.state);
+  showControls();
 }
 
 view.on('join', () => join(view.startOptions()));
@@ -167,9 +175,8 @@ function onWelcome(welcome) {
   call.self = welcome.self;
   call.iceServers = welcome.iceServers;
   call.locked = welcome.room.locked;
-  view.showLobby(false);
-  view.setTileName('self', `${welcome.self.name} (you)`);
   sendState();
+  // The offers before the view: the browser makes them while the page shows the call.
   const present = new Set();
   for (const info of welcome.peers) {
     if (info.instance === welcome.self.instance) continue; // this page's own older connection
@@ -179,13 +186,15 @@ function onWelcome(welcome) {
       rekey(known, info);
     } else {
       // The newcomer sends the first offer to everyone already there.
-      createRemote(info, { polite: false }).peer.start();
+      createRemote(info, { polite: false });
     }
   }
   if (rejoining) {
     // Whoever is not back yet may still be reconnecting too: keep their media for a while.
     for (const remote of remotes.values()) if (!present.has(remote.instance)) markAway(remote);
   }
+  view.showLobby(false);
+  view.setTileName('self', `${welcome.self.name} (you)`);
   showHostControls();
   updatePeople();
 }
@@ -274,6 +283,8 @@ function createRemote(info, { polite }) {
     historySent: false,
   };
   remote.peer = connect(remote);
+  // The newcomer's offer first: the browser makes it while the page shows the tile.
+  if (!polite) remote.peer.start();
   remotes.set(remote.id, remote);
   view.tile(remote.id, remote.name);
   view.setTileStream(remote.id, remote.stream, local.sinkId);
@@ -655,7 +666,7 @@ function end(why, canJoinAgain) {
   remotes.clear();
   local.screen?.stop();
   for (const track of local.stream?.getTracks() ?? []) track.stop();
-  local.stopMeter();
+  stopMeter();
   view.showEnded(why, canJoinAgain);
 }
 

@@ -88,6 +88,8 @@ export class Peer extends EventTarget {
   /** @type {unknown} */
   #rebuildTimer = null;
   #closed = false;
+  /** @type {Set<string>} */
+  #marked = new Set();
 
   /** @param {PeerOptions} options */
   constructor({
@@ -110,13 +112,16 @@ export class Peer extends EventTarget {
     this.#clearTimeout = clearTimer;
     this.#rebuildAfterMs = rebuildAfterMs;
 
-    const pc = createConnection({ iceServers });
+    // One transport for everything: with the default ("balanced") policy the first offer gathers
+    // candidates for audio, video and data each, three times the candidates to signal and check.
+    const pc = createConnection({ iceServers, bundlePolicy: 'max-bundle' });
     this.#pc = pc;
     pc.addEventListener('negotiationneeded', () => this.#onNegotiationNeeded());
     pc.addEventListener('icecandidate', ({ candidate }) => {
       if (!this.#closed) this.#sendSignal({ candidate: candidate ? candidate.toJSON() : null });
     });
     pc.addEventListener('track', ({ track, streams }) => {
+      this.#mark('track');
       this.dispatchEvent(new PeerTrackEvent(track, streams));
     });
     pc.addEventListener('datachannel', ({ channel }) => {
@@ -127,8 +132,9 @@ export class Peer extends EventTarget {
     pc.addEventListener('iceconnectionstatechange', () => this.#onStateChange());
 
     // Both sides create it with the same id, so it needs no "datachannel"
-    // round trip; being the first channel, it also sets negotiation-needed,
-    // which is what gives the newcomer its first offer.
+    // round trip; being the first channel, it also gives the newcomer's first
+    // offer something to negotiate, even from a page without camera or
+    // microphone (see start()).
     this.chatChannel = pc.createDataChannel(CHAT_CHANNEL.label, {
       negotiated: true,
       id: CHAT_CHANNEL.id,
@@ -145,15 +151,18 @@ export class Peer extends EventTarget {
   }
 
   /**
-   * Let this side send offers. The newcomer calls it once per existing peer
-   * (those listed in `welcome`): the offer goes out as soon as the browser
-   * reports negotiation-needed, which creating the chat channel guarantees.
+   * Let this side send offers, and send the first one now. The newcomer calls
+   * it once per existing peer (those listed in `welcome`). The first offer
+   * does not wait for the browser's negotiation-needed event, which comes a
+   * task later, and later still on a busy page: the chat channel, made in the
+   * constructor, always gives the first offer something to negotiate, and
+   * the event, when it comes, finds the offer under way and is not fired.
    * The polite side never calls it; it starts answering on the first offer.
    */
   start() {
     if (this.#started || this.#closed) return;
     this.#started = true;
-    if (this.#negotiationWanted && this.#pc.signalingState === 'stable') {
+    if (this.#pc.signalingState === 'stable') {
       this.#negotiationWanted = false;
       void this.#offer();
     }
@@ -243,7 +252,9 @@ export class Peer extends EventTarget {
     try {
       this.#makingOffer = true;
       await this.#pc.setLocalDescription();
+      this.#mark('offer-created');
       this.#sendDescription();
+      this.#mark('offer-sent');
     } catch (error) {
       this.#reportError(error);
     } finally {
@@ -270,6 +281,7 @@ export class Peer extends EventTarget {
     // change we held back is still not covered by this offer.
     this.#negotiationWanted = false;
 
+    this.#mark(`${description.type}-received`);
     this.#isSettingRemoteAnswerPending = description.type === 'answer';
     try {
       await pc.setRemoteDescription(description); // rolls back our own offer if needed
@@ -287,6 +299,7 @@ export class Peer extends EventTarget {
     if (description.type === 'offer') {
       await pc.setLocalDescription();
       this.#sendDescription();
+      this.#mark('answer-sent');
     }
     await flushed;
   }
@@ -335,6 +348,9 @@ export class Peer extends EventTarget {
     } else if (this.#isConnected()) {
       this.#cancelRebuild();
     }
+    const ice = pc.iceConnectionState;
+    if (ice === 'connected' || ice === 'completed') this.#mark('ice-connected');
+    if (pc.connectionState === 'connected') this.#mark('connected');
     this.dispatchEvent(new Event('connectionstatechange'));
   }
 
@@ -360,6 +376,18 @@ export class Peer extends EventTarget {
     if (this.#rebuildTimer === null) return;
     this.#clearTimeout(this.#rebuildTimer);
     this.#rebuildTimer = null;
+  }
+
+  /**
+   * Note a step of this connection's first negotiation on the page's performance timeline
+   * (bench/join_time.py reads them): once per step and connection, so a long call adds nothing.
+   *
+   * @param {string} step
+   */
+  #mark(step) {
+    if (this.#marked.has(step)) return;
+    this.#marked.add(step);
+    globalThis.performance?.mark?.(`peer:${step}`, { detail: { peer: this.id } });
   }
 
   /** @param {unknown} error */

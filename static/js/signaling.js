@@ -94,6 +94,7 @@ export class SignalingConnection extends EventTarget {
     this.#socket = socket;
     this.#lastError = null;
     socket.addEventListener('open', () => {
+      performance.mark('signaling:open');
       this.#lastHeard = Date.now();
       this.#startKeepalive();
     });
@@ -106,6 +107,7 @@ export class SignalingConnection extends EventTarget {
         return;
       }
       if (message.type === 'welcome' || message.type === 'lobby') {
+        performance.mark(`signaling:${message.type}`);
         this.#backoff.reset();
         this.#status('connected');
       }

@@ -297,6 +297,47 @@ test('nothing is offered until the newcomer starts, and the existing peer only a
   assert.deepEqual(network.errors, []);
 });
 
+test('the first offer goes out at once, without waiting for negotiation-needed', async () => {
+  const network = connectPair();
+  const { newcomer, pcs, sent } = network;
+  let negotiationNeeded = 0;
+  pcs.newcomer.addEventListener('negotiationneeded', () => (negotiationNeeded += 1));
+  const offering = [];
+  const setLocalDescription = pcs.newcomer.setLocalDescription.bind(pcs.newcomer);
+  pcs.newcomer.setLocalDescription = (...args) => {
+    offering.push(negotiationNeeded);
+    return setLocalDescription(...args);
+  };
+
+  newcomer.start();
+  assert.deepEqual(offering, [0], 'setLocalDescription was called before negotiation-needed came');
+  await network.settle();
+  // The event, which the chat channel set off, came to nothing: one offer, one answer.
+  assert.deepEqual(descriptions(sent.newcomer).map((d) => d.type), ['offer']);
+  assert.match(descriptions(sent.newcomer)[0].sdp, /\bdata\b/);
+  assert.equal(pcs.newcomer.signalingState, 'stable');
+  assert.equal(pcs.newcomer.hasPendingChanges, false);
+  assert.deepEqual(network.errors, []);
+});
+
+test('a peer starting after negotiation-needed came offers once', async () => {
+  const network = connectPair();
+  const { newcomer, sent } = network;
+  await network.settle();
+  newcomer.start();
+  newcomer.start();
+  await network.settle();
+  assert.deepEqual(descriptions(sent.newcomer).map((d) => d.type), ['offer']);
+  assert.deepEqual(network.errors, []);
+});
+
+test('connections use the ICE servers given, and bundle everything on one transport', () => {
+  const turn = { urls: ['turn:turn.example.com:3478'], username: 'u', credential: 'c' };
+  const { pcs } = connectPair({ iceServers: [turn] });
+  assert.deepEqual(pcs.newcomer.config, { iceServers: [turn], bundlePolicy: 'max-bundle' });
+  assert.deepEqual(pcs.existing.config, { iceServers: [turn], bundlePolicy: 'max-bundle' });
+});
+
 test('the existing peer offers its own changes once the first negotiation is done', async () => {
   const network = connectPair();
   const { newcomer, existing, pcs, sent } = network;
