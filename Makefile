@@ -7,7 +7,7 @@ PORT ?= 8000
 # The PostgreSQL server the concurrency tests run against (pytest-django makes its own test_ database).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint fmt install install-dev system-packages migrate superuser clean
+.PHONY: run test lint fmt install install-dev system-packages migrate superuser clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ test: install-dev system-packages lint
 	node --test tests/js/
 	$(PY) -m pytest -m "not postgres"
 	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest -m postgres
+
+# The signaling server under load, against a bare relay and the daphne floor measured in the
+# same run (bench/); about a quarter of an hour. Not part of `make test`.
+bench: install-dev system-packages
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

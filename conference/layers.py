@@ -1,5 +1,6 @@
 """
-The channel layer of a single process (the default without REDIS_URL).
+Channel layers: InProcessChannelLayer for a single process (the default without REDIS_URL), and
+RedisChannelLayer, which adds Redis between processes (the default with it).
 
 Channels' own InMemoryChannelLayer is made for tests: every receive walks every channel and group
 of the process, every send deep-copies its message and every group send starts a task per member,
@@ -21,12 +22,19 @@ at a cost that does not grow with the process:
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
+import weakref
 from collections import deque
 
+import msgpack
+import redis.asyncio
+import redis.exceptions
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
+
+logger = logging.getLogger(__name__)
 
 
 class Channel:
@@ -184,3 +192,175 @@ class InProcessChannelLayer(BaseChannelLayer):
 
     async def close(self) -> None:
         pass
+
+
+class RedisChannelLayer(InProcessChannelLayer):
+    """
+    The channel layer of several processes sharing a Redis (the default with REDIS_URL).
+
+    Each process delivers to its own channels as InProcessChannelLayer does, without Redis, and
+    reaches the others through Redis pub/sub: one Redis channel per process (its inbox) for
+    messages to its channels, one per group for the processes that have members in it. A channel
+    name carries its process (`...!<process>.<token>`), so a send goes straight to the right
+    place. A process reads everything with one subscriber connection and one blocking read, and
+    publishes without a lock; messages from one sender reach each receiver in the order sent.
+
+    channels-redis' RedisPubSubChannelLayer, measured first (bench/), holds a lock across each
+    publish's round trip, reads with a polling loop, and relays a process's own messages through
+    Redis: 138-450 ms at the 99th percentile for 1,000 signals/s over 1,000 sockets, where this
+    layer keeps within a few milliseconds. What Redis loses in a restart is restored here as there:
+    the subscriber subscribes again when its connection comes back, and group memberships live in
+    the process.
+
+    A message for another process's channel whose queue is full, or that no longer exists, is
+    dropped there (a sender cannot be told across processes); within a process ChannelFull is
+    raised, as always.
+    """
+
+    def __init__(self, hosts=None, prefix="asgi", **kwargs):
+        super().__init__(**kwargs)
+        host = (hosts or ["redis://localhost:6379/0"])[0]
+        if isinstance(host, str):
+            host = {"address": host}
+        self.address = host["address"]
+        self.options = {key: value for key, value in host.items() if key != "address"}
+        self.prefix = prefix
+        self.process = secrets.token_hex(6)
+        self.links: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    # --- Names -----------------------------------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        await self.link()
+        return f"{prefix}.redis!{self.process}.{secrets.token_hex(8)}"
+
+    def owner(self, channel: str) -> str:
+        """Return the process a channel belongs to; a channel without one is this process's."""
+        _name, bang, local = channel.partition("!")
+        return local.partition(".")[0] if bang and local else self.process
+
+    def inbox(self, process: str) -> str:
+        return f"{self.prefix}:inbox:{process}"
+
+    def group_channel(self, group: str) -> str:
+        return f"{self.prefix}:group:{group}"
+
+    # --- Channels and groups ---------------------------------------------------------------------
+
+    async def send(self, channel: str, message: dict) -> None:
+        owner = self.owner(channel)
+        if owner == self.process:
+            await super().send(channel, message)
+            return
+        self.require_valid_channel_name(channel)
+        link = await self.link()
+        await link.client.publish(self.inbox(owner), self.pack(channel, message))
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await super().group_add(group, channel)
+        link = await self.link()
+        if group not in link.groups:
+            link.groups.add(group)
+            await link.pubsub.subscribe(self.group_channel(group))
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await super().group_discard(group, channel)
+        link = self.links.get(asyncio.get_running_loop())
+        if link is not None and group not in self.groups and group in link.groups:
+            link.groups.discard(group)
+            await link.pubsub.unsubscribe(self.group_channel(group))
+
+    async def group_send(self, group: str, message: dict) -> None:
+        await super().group_send(group, message)  # this process's members, directly
+        link = await self.link()
+        await link.client.publish(self.group_channel(group), self.pack(None, message))
+
+    async def flush(self) -> None:
+        await super().flush()
+        for link in list(self.links.values()):
+            await link.close()
+        self.links = weakref.WeakKeyDictionary()
+
+    async def close(self) -> None:
+        await self.flush()
+
+    # --- Redis -----------------------------------------------------------------------------------
+
+    def pack(self, channel: str | None, message: dict) -> bytes:
+        return msgpack.packb([self.process, channel, message], use_bin_type=True)
+
+    async def link(self) -> "Link":
+        """Return this event loop's connections to Redis, made (and subscribed) on first use."""
+        loop = asyncio.get_running_loop()
+        link = self.links.get(loop)
+        if link is None:
+            link = self.links[loop] = Link(self)
+        await link.ready()
+        return link
+
+    def deliver(self, raw: bytes, redis_channel: str) -> None:
+        """Hand a message read from Redis to this process's channel, or its group's members."""
+        origin, channel, message = msgpack.unpackb(raw, raw=False)
+        if origin == self.process:
+            return  # this process's own group message, delivered directly already
+        if channel is None:
+            group = redis_channel.removeprefix(self.group_channel(""))
+            targets = list(self.groups.get(group, ()))
+        else:
+            targets = [channel] if channel in self.channels else []  # else it has gone
+        now = time.monotonic()
+        for target in targets:
+            queue = self.channel(target)
+            queue.drop_expired(now)
+            if queue.receivers or len(queue.messages) < queue.capacity:
+                self.hand_over(queue, message, now)
+
+
+class Link:
+    """One event loop's connections to Redis: a client to publish, a subscriber to read."""
+
+    def __init__(self, layer: RedisChannelLayer):
+        self.layer = layer
+        self.client = redis.asyncio.Redis.from_url(layer.address, **layer.options)
+        self.pubsub = self.client.pubsub()
+        self.groups: set[str] = set()
+        self.reader: asyncio.Task | None = None
+        self.subscribed: asyncio.Future | None = None
+
+    async def ready(self) -> None:
+        if self.subscribed is None:
+            self.subscribed = asyncio.ensure_future(
+                self.pubsub.subscribe(self.layer.inbox(self.layer.process))
+            )
+        await asyncio.shield(self.subscribed)
+        if self.reader is None:
+            self.reader = asyncio.ensure_future(self.read())
+
+    async def read(self) -> None:
+        """Read and deliver every message, with one blocking read at a time, for ever."""
+        while True:
+            try:
+                message = await self.pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=None
+                )
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+                # Redis restarts: the next read connects again and subscribes to everything again.
+                await asyncio.sleep(0.5)
+                continue
+            if message is not None and message["type"] == "message":
+                channel = message["channel"]
+                if isinstance(channel, bytes):
+                    channel = channel.decode()
+                try:
+                    self.layer.deliver(message["data"], channel)
+                except Exception:
+                    # A message this process cannot read must not stop it reading the rest.
+                    logger.exception("could not deliver a message from Redis channel %s", channel)
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
+        await self.pubsub.aclose()
+        await self.client.aclose()

@@ -137,24 +137,25 @@ def redis_channel_layer(url: str, prefix: str = REDIS_PREFIX) -> dict:
     """
     Return the channel layer settings for the Redis server at this URL.
 
-    Redis pub/sub: each process subscribes to its own consumers' channels and groups, so a Redis
-    restart loses no group membership (the client subscribes again once Redis is back), and a
-    message for a consumer that is gone is simply not delivered.
+    Each process delivers to its own consumers directly and reaches the others through Redis
+    pub/sub (conference.layers.RedisChannelLayer): a restart of Redis loses no group membership,
+    and a message for a consumer that is gone is simply not delivered.
     """
     return {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "conference.layers.RedisChannelLayer",
         "CONFIG": {
             "hosts": [
                 {
                     "address": url,
-                    # redis-py 8 gives every read a 5 s timeout by default, which killed idle
-                    # consumers of the core layer with code 1011 (django/channels_redis#422);
-                    # reads must be allowed to outlast the layer's waits.
+                    # The subscriber's reads block without a timeout; other reads must be allowed
+                    # to outlast a busy Redis without killing a consumer, which redis-py 8's
+                    # default 5 s did to idle consumers of channels-redis (its issue #422).
                     "socket_timeout": 15,
                     "socket_connect_timeout": 5,
                 }
             ],
             "prefix": prefix,
+            "capacity": SIGNALING_CHANNEL_CAPACITY,
         },
     }
 

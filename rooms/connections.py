@@ -48,21 +48,22 @@ async def retrying(operation, *args, **kwargs):
     again only once Redis answers and every process had time to subscribe again, so that what
     it publishes reaches its receivers.
     """
+    try:
+        return await operation(*args, **kwargs)  # nearly always: nothing else on the hot path
+    except OUTAGE_ERRORS as error:
+        failure = error
     deadline = time.monotonic() + settings.SIGNALING_OUTAGE_GRACE
     delay = 0.1
-    failed = False
-    while True:
+    while time.monotonic() + delay <= deadline:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
         try:
-            if failed:
-                await get_presence().ping()
-                await asyncio.sleep(RESUBSCRIBE_SECONDS)
+            await get_presence().ping()
+            await asyncio.sleep(RESUBSCRIBE_SECONDS)
             return await operation(*args, **kwargs)
         except OUTAGE_ERRORS as error:
-            failed = True
-            if time.monotonic() + delay > deadline:
-                raise ServiceUnavailable from error
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            failure = error
+    raise ServiceUnavailable from failure
 
 
 @dataclass
