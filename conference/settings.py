@@ -124,7 +124,10 @@ FORM_RENDERER = "conference.forms.FormRenderer"
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        # Connections are kept for a minute and checked before reuse: a call's connect makes one
+        # trip to the database, which would otherwise open (and log in to) a connection each time.
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

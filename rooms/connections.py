@@ -91,7 +91,54 @@ def announcement(entry: dict, reason: str) -> dict:
 
 async def end_attendance(entry: dict) -> None:
     if entry.get("attendance_id") is not None:
-        await database_sync_to_async(services.attendance_end)(attendance_id=entry["attendance_id"])
+        await connections().attendance.leave(entry["attendance_id"])
+
+
+class AttendanceBook:
+    """
+    The attendance rows of one event loop's connections, written as a group commit: what comes
+    while one write is under way goes into the next, so a storm of joins costs a few commits
+    rather than one each.
+    """
+
+    def __init__(self):
+        self.joins: list[tuple[dict, asyncio.Future]] = []
+        self.leaves: list[tuple[int, asyncio.Future]] = []
+        self.writer: asyncio.Task | None = None
+
+    async def join(self, **row) -> int:
+        """Record someone joining (see services.attendance_record); return the row's id."""
+        return await self.wait(self.joins, row)
+
+    async def leave(self, attendance_id: int) -> None:
+        await self.wait(self.leaves, attendance_id)
+
+    async def wait(self, queue: list, item):
+        done = asyncio.get_running_loop().create_future()
+        queue.append((item, done))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.get_running_loop().create_task(self.write())
+        return await done
+
+    async def write(self) -> None:
+        while self.joins or self.leaves:
+            joins, self.joins = self.joins, []
+            leaves, self.leaves = self.leaves, []
+            try:
+                rows = await database_sync_to_async(services.attendance_record)(
+                    joins=[row for row, _ in joins], leaves=[pk for pk, _ in leaves]
+                )
+            except Exception as error:
+                for _, done in joins + leaves:
+                    if not done.done():
+                        done.set_exception(error)
+                continue
+            for (_, done), row in zip(joins, rows, strict=True):
+                if not done.done():
+                    done.set_result(row.pk)
+            for _, done in leaves:
+                if not done.done():
+                    done.set_result(None)
 
 
 class Connections:
@@ -99,6 +146,7 @@ class Connections:
 
     def __init__(self):
         self.consumers: dict[str, object] = {}  # by peer id
+        self.attendance = AttendanceBook()
         self.pending: list[Departure] = []  # what Redis could not take yet
         self.timer: asyncio.Task | None = None
         self.outage_since: float | None = None

@@ -30,6 +30,7 @@ from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import User
@@ -73,12 +74,13 @@ def arrive(slug: str, scope) -> Arrival:
     """
     session = session_of(scope)
     user = user_of(session)
-    room = Room.objects.filter(slug=slug).first()
+    browser = selectors.browser_of(session)
+    now = timezone.now()
+    room = selectors.room_for_visit(slug, user=user, session=session, browser=browser, at=now)
     guest = None
     if room is not None and not user.is_authenticated:
         guest = selectors.guest_for_session(session, room)
-    browser = selectors.browser_of(session)
-    decision = selectors.join_decision(room, user=user, guest=guest, browser=browser)
+    decision = selectors.join_decision(room, user=user, guest=guest, browser=browser, at=now)
     if not decision.allowed:
         return Arrival(decision=decision)
     occurrence = decision.occurrence
@@ -107,20 +109,6 @@ def standing_now(arrival: Arrival):
     if user is None and guest is None:
         return selectors.refuse(selectors.NOT_ALLOWED, _("You may not join this call."))
     return selectors.standing(room, user=user, guest=guest, browser=arrival.browser)
-
-
-@database_sync_to_async
-def start_attendance(arrival: Arrival, *, name: str, role: str) -> int:
-    attendance = services.attendance_start(
-        room_id=arrival.room_id,
-        name=name,
-        role=role,
-        user_id=arrival.user_id,
-        guest_id=arrival.guest_id,
-        meeting_id=arrival.meeting_id,
-        occurrence_starts_at=arrival.occurrence_starts_at,
-    )
-    return attendance.pk
 
 
 @database_sync_to_async
@@ -293,8 +281,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             if self.is_host and self.arrival.ended:
                 await reopen(self.arrival.room_id)  # a host joining an ended call starts it again
-            self.entry["attendance_id"] = await start_attendance(
-                self.arrival, name=self.entry["name"], role=self.role
+            self.entry["attendance_id"] = await connections().attendance.join(
+                room_id=self.arrival.room_id,
+                name=self.entry["name"],
+                role=self.role,
+                user_id=self.arrival.user_id,
+                guest_id=self.arrival.guest_id,
+                meeting_id=self.arrival.meeting_id,
+                occurrence_starts_at=self.arrival.occurrence_starts_at,
             )
             await retrying(self.presence.update, self.slug, self.entry)
         except Exception:

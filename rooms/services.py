@@ -458,30 +458,17 @@ def ban_create(
 
 
 @transaction.atomic
-def attendance_start(
-    *,
-    room_id: int,
-    name: str,
-    role: str,
-    user_id: int | None = None,
-    guest_id=None,
-    meeting_id: int | None = None,
-    occurrence_starts_at: dt.datetime | None = None,
-) -> Attendance:
-    """Record that someone joined a room's call (an occurrence of a meeting, if any) as a role."""
-    attendance = Attendance(
-        room_id=room_id,
-        meeting_id=meeting_id,
-        occurrence_starts_at=occurrence_starts_at,
-        user_id=user_id,
-        guest_id=guest_id,
-        name=name,
-        role=role,
-    )
-    attendance.save()
-    return attendance
+def attendance_record(*, joins: list[dict], leaves: list[int]) -> list[Attendance]:
+    """
+    Record people joining rooms' calls and leaving them, in one transaction; return the new rows.
 
-
-@transaction.atomic
-def attendance_end(*, attendance_id: int) -> None:
-    Attendance.objects.filter(pk=attendance_id, left_at__isnull=True).update(left_at=timezone.now())
+    Each join has room_id, name and role, and may have user_id, guest_id, meeting_id and
+    occurrence_starts_at. Each leave is the id of a row; one that has ended already stays as it is.
+    Live calls write in batches: a call's connect does not wait for a commit of its own.
+    """
+    rows = Attendance.objects.bulk_create([Attendance(**join) for join in joins])
+    if leaves:
+        Attendance.objects.filter(pk__in=leaves, left_at__isnull=True).update(
+            left_at=timezone.now()
+        )
+    return rows
