@@ -9,7 +9,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 
-from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.db.models import Prefetch, Q
 from django.db.models.functions import Lower
 from django.db.models.lookups import In
 from django.utils import timezone
@@ -192,10 +192,7 @@ def person_name(user, guest: Guest | None) -> str:
 def user_grant(room: Room, user, at: dt.datetime) -> Grant:
     if user.pk == room.owner_id:
         return Grant(role=Role.HOST, personally_invited=True, all_meetings=True)
-    co_host = getattr(room, VISITOR_IS_CO_HOST, None)  # see room_for_visit
-    if co_host is None:
-        co_host = room.co_hosts.filter(pk=user.pk).exists()
-    if co_host:
+    if room.co_hosts.filter(pk=user.pk).exists():
         return Grant(role=Role.COHOST, personally_invited=True, all_meetings=True)
     grant = Grant(all_meetings=room.access == Room.Access.MEMBERS)
     for invitation in invitations_of(user).filter(room=room).valid(at):
@@ -265,55 +262,14 @@ def is_banned(
     """Return whether a ban in force names this person (account or guest) or this browser."""
     if user is not None and user.pk == room.owner_id:
         return False
-    answered = getattr(room, VISITOR_IS_BANNED, None)  # see room_for_visit
-    if answered is not None:
-        return answered
-    return (
-        bans_in_force(at)
-        .filter(banned_person(user=user, guests=[guest], browser=browser), room=room)
-        .exists()
-    )
-
-
-def banned_person(*, user=None, guests=(), browser: str = "") -> Q:
-    """Return the condition on bans that name this account, any of these guests, or this browser."""
     person = Q(pk__in=[])
     if user is not None:
         person |= Q(user=user)
-    guest_ids = [guest.pk if isinstance(guest, Guest) else guest for guest in guests if guest]
-    if guest_ids:
-        person |= Q(guest__in=guest_ids)
+    if guest is not None:
+        person |= Q(guest=guest)
     if browser:
         person |= Q(browser=browser)
-    return person
-
-
-# What room_for_visit answers in its query, for user_grant and is_banned to read.
-VISITOR_IS_CO_HOST = "visitor_is_co_host"
-VISITOR_IS_BANNED = "visitor_is_banned"
-
-
-def room_for_visit(slug: str, *, user, session, browser: str, at: dt.datetime) -> Room | None:
-    """
-    Return the room at this address, with two questions the access rule asks of this visitor
-    answered in the same query: whether they co-host it, and whether a ban in force names them
-    (their account, a guest their session holds, or their browser). A connection's connect thus
-    costs fewer trips to the database; the rule itself stays in join_decision.
-    """
-    signed_in = user is not None and user.is_authenticated
-    session_guests = list(session.get(GUEST_SESSION_KEY, {}).values()) if session else []
-    co_hosts = Room.co_hosts.through.objects.filter(
-        room_id=OuterRef("pk"), user_id=user.pk if signed_in else None
-    )
-    bans = bans_in_force(at).filter(
-        banned_person(user=user if signed_in else None, guests=session_guests, browser=browser),
-        room_id=OuterRef("pk"),
-    )
-    return (
-        Room.objects.filter(slug=slug)
-        .annotate(**{VISITOR_IS_CO_HOST: Exists(co_hosts), VISITOR_IS_BANNED: Exists(bans)})
-        .first()
-    )
+    return bans_in_force(at).filter(person, room=room).exists()
 
 
 def link_is_blocked(invitation: Invitation, at: dt.datetime | None = None) -> bool:
