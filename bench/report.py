@@ -237,7 +237,8 @@ def storm_rows(results: dict, plan) -> list[Row]:
         rows.append(
             Row(
                 f"storm: {plan.storm_rooms * plan.storm_size} joiners into rooms of "
-                f"{plan.storm_size}, until all delivered, {label}",
+                f"{plan.storm_size}, until all delivered (median of {plan.storm_repeats}), "
+                f"{label}",
                 relay=shown(RELAY) if RELAY in runs else "–",
                 floor=shown(FLOOR) if FLOOR in runs else "–",
                 site=shown(name),
@@ -333,10 +334,12 @@ def summary(scenario: str, name: str, figures: dict) -> str:
             f"{figures['still_open']} of {figures['sockets']} still open"
         )
     if scenario == "storm":
+        spread = ", ".join(f"{seconds:.2f}" for seconds in figures.get("seconds_all", []))
         return (
-            f"storm, {name}: {figures['seconds']:.2f} s, {figures['lost']} lost of "
-            f"{figures['signals']}, {figures['pairs_negotiated']} of "
-            f"{figures['pairs_expected']} pairs{disturbed(figures)}"
+            f"storm, {name}: median {figures['seconds']:.2f} s (of {spread} s), "
+            f"{figures['lost']} lost of {figures['signals']} each, "
+            f"{figures['pairs_negotiated']} of {figures['pairs_expected']} pairs"
+            f"{disturbed(figures)}"
         )
     return f"{scenario}, {name}: {figures}"
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -66,7 +67,9 @@ class Arrival:
         return f"user:{self.user_id}" if self.user_id else f"guest:{self.guest_id}"
 
 
-@database_sync_to_async
+# Reads only, in a thread of a pool rather than in Channels' one database thread: connections that
+# arrive together wait for the database side by side, not one after another.
+@functools.partial(database_sync_to_async, thread_sensitive=False)
 def arrive(slug: str, scope) -> Arrival:
     """
     Decide on a new connection in one trip to the database: its session, its user, the room, the
