@@ -26,7 +26,6 @@ import logging
 import secrets
 import time
 import weakref
-from collections import deque
 
 import msgpack
 import redis.asyncio
@@ -38,22 +37,27 @@ logger = logging.getLogger(__name__)
 
 
 class Channel:
-    """The messages waiting on one channel, each with its expiry, and the receivers waiting."""
+    """
+    The messages waiting on one channel, each with its expiry, and the receivers waiting.
+
+    Lists, not deques: a channel nearly always holds no message and one receiver, and an empty
+    deque takes 600 bytes where an empty list takes 56, for every connection of the process.
+    """
 
     __slots__ = ("messages", "receivers", "capacity")
 
     def __init__(self, capacity: int):
-        self.messages: deque[tuple[float, dict]] = deque()
-        self.receivers: deque[asyncio.Future] = deque()
+        self.messages: list[tuple[float, dict]] = []
+        self.receivers: list[asyncio.Future] = []
         self.capacity = capacity
 
     def drop_expired(self, now: float) -> bool:
         """Drop the messages whose time is up; return whether there were any."""
-        dropped = False
-        while self.messages and self.messages[0][0] <= now:
-            self.messages.popleft()
-            dropped = True
-        return dropped
+        expired = 0
+        while expired < len(self.messages) and self.messages[expired][0] <= now:
+            expired += 1
+        del self.messages[:expired]
+        return expired > 0
 
     @property
     def idle(self) -> bool:
@@ -97,7 +101,7 @@ class InProcessChannelLayer(BaseChannelLayer):
         queue = self.channel(channel)
         queue.drop_expired(now)
         if queue.messages:
-            message = queue.messages.popleft()[1]
+            message = queue.messages.pop(0)[1]
             if queue.idle and self.channels.get(channel) is queue:
                 del self.channels[channel]
             return message
@@ -118,12 +122,12 @@ class InProcessChannelLayer(BaseChannelLayer):
     def hand_over(self, queue: Channel, message: dict, now: float, *, first=False) -> None:
         """Give a message to the first receiver still waiting, or queue it (`first` in line)."""
         while queue.receivers:
-            receiver = queue.receivers.popleft()
+            receiver = queue.receivers.pop(0)
             if not receiver.done():
                 receiver.set_result(message)
                 return
         if first:
-            queue.messages.appendleft((now + self.expiry, message))
+            queue.messages.insert(0, (now + self.expiry, message))
         else:
             queue.messages.append((now + self.expiry, message))
 

@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -67,9 +68,13 @@ class Arrival:
         return f"user:{self.user_id}" if self.user_id else f"guest:{self.guest_id}"
 
 
-# Reads only, in a thread of a pool rather than in Channels' one database thread: connections that
-# arrive together wait for the database side by side, not one after another.
-@functools.partial(database_sync_to_async, thread_sensitive=False)
+# Connects only read the database, in threads of their own rather than Channels' one database
+# thread: connections that arrive together wait for the database side by side, not one after
+# another. A few threads are enough for that, each with its database connection.
+ARRIVALS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="arrivals")
+
+
+@functools.partial(database_sync_to_async, thread_sensitive=False, executor=ARRIVALS)
 def arrive(slug: str, scope) -> Arrival:
     """
     Decide on a new connection in one trip to the database: its session, its user, the room, the
@@ -296,6 +301,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await retrying(self.presence.update, self.slug, self.entry)
         except Exception:
             logger.exception("could not record attendance of %s in %s", self.peer_id, self.slug)
+        self.attendance = None  # done: a thousand idle connections need not keep a thousand tasks
 
     def register(self):
         """The peer is in presence: from now on this process's timer vouches for it."""
