@@ -36,6 +36,7 @@ from bench.servers import (
     SITE,
     SITE_POSTGRES,
     SITE_REDIS,
+    SITE_TWO_PROCESSES,
     Servers,
     bench_cores,
     claim_cores,
@@ -127,7 +128,7 @@ def measure_once(servers: Servers, plan: Plan, name: str, measure, **settings: s
     try:
         with servers.start(name, **settings) as server:
             asyncio.run(scenarios.warm_up(server.port, server.seating.warmup))
-            procfs.wait_until_quiet(server.pid)
+            procfs.wait_until_quiet(server.pids)
             waited = procfs.wait_for_quiet_machine(bench_cores(), timeout=plan.quiet_seconds)
             server.mark_log()
             with procfs.Others(bench_cores(), servers.own_pids(server)) as others:
@@ -150,15 +151,17 @@ def say(line: str) -> None:
 
 def run_steady(servers: Servers, plan: Plan, results: dict) -> None:
     for sockets in plan.sockets:
-        names = [*BASELINES, SITE] + ([SITE_REDIS] if sockets == plan.target_sockets else [])
+        names = [*BASELINES, SITE]
+        if sockets == plan.target_sockets:
+            names += [SITE_REDIS, SITE_TWO_PROCESSES]
         runs = results.setdefault("steady", {}).setdefault(str(sockets), {})
         for name in names:
 
             def measure(server, sockets=sockets):
                 return asyncio.run(
                     scenarios.steady(
-                        server.port,
-                        server.pid,
+                        server.ports,
+                        server.pids,
                         server.seating.pairs[: sockets // 2],
                         rate=plan.rate,
                         warmup=plan.warmup,
@@ -193,7 +196,7 @@ def run_burst(servers: Servers, plan: Plan, results: dict) -> None:
                 figures[phase] = {"error": f"{type(error).__name__}: {error}"}
                 break
             # Let the server see the last clients out before the next ones come.
-            procfs.wait_until_quiet(server.pid)
+            procfs.wait_until_quiet(server.pids)
         return figures
 
     runs = results.setdefault("burst", {})
@@ -215,7 +218,7 @@ def run_idle(servers: Servers, plan: Plan, results: dict) -> None:
             try:
                 server = stack.enter_context(servers.start(name))
                 asyncio.run(scenarios.warm_up(server.port, server.seating.warmup))
-                procfs.wait_until_quiet(server.pid)
+                procfs.wait_until_quiet(server.pids)
                 server.mark_log()
                 started[name] = server
             except Exception as error:
@@ -258,7 +261,7 @@ def run_storm(servers: Servers, plan: Plan, results: dict) -> None:
             for _repeat in range(plan.storm_repeats):
                 rooms = server.seating.groups[: plan.storm_rooms]
                 storms.append(asyncio.run(scenarios.storm(server.port, rooms)))
-                procfs.wait_until_quiet(server.pid)
+                procfs.wait_until_quiet(server.pids)
             storms.sort(key=lambda storm: storm["seconds"])
             median = dict(storms[len(storms) // 2])
             median["seconds_all"] = [storm["seconds"] for storm in storms]

@@ -224,21 +224,26 @@ class Peer:
 
 
 async def join_all(
-    port: int,
+    port: int | list[int],
     seats: list[tuple[str, str | None]],
     *,
     at_once: int = CONNECTING_AT_ONCE,
     **callbacks,
 ) -> list[Peer]:
-    """Connect a crowd, `at_once` handshakes at a time; return them in seat order."""
+    """
+    Connect a crowd, `at_once` handshakes at a time; return them in seat order. With several
+    ports (processes of one site), the seats take them in turn.
+    """
     gate = asyncio.Semaphore(at_once)
+    ports = port if isinstance(port, list) else [port]
 
-    async def join(slug: str, session: str | None) -> Peer:
+    async def join(index: int, slug: str, session: str | None) -> Peer:
         async with gate:
-            return await Peer.join(port, slug, session, **callbacks)
+            return await Peer.join(ports[index % len(ports)], slug, session, **callbacks)
 
     results = await asyncio.gather(
-        *(join(slug, session) for slug, session in seats), return_exceptions=True
+        *(join(index, slug, session) for index, (slug, session) in enumerate(seats)),
+        return_exceptions=True,
     )
     failures = [result for result in results if isinstance(result, BaseException)]
     if failures:

@@ -16,8 +16,10 @@ def rss_kib(pid: int) -> int:
     raise ProcessLookupError(f"no VmRSS for process {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return the CPU time the process used so far, user and system, in seconds."""
+def cpu_seconds(pid: int | list[int]) -> float:
+    """Return the CPU time the process (or processes) used so far, user and system, in seconds."""
+    if isinstance(pid, list):
+        return sum(cpu_seconds(each) for each in pid)
     with open(f"/proc/{pid}/stat") as stat:
         # The command name, in parentheses, may hold spaces: count fields after its end.
         fields = stat.read().rpartition(")")[2].split()
@@ -87,7 +89,9 @@ def wait_for_quiet_machine(cores: set[int], *, busy_below: float = 0.15, timeout
     return time.monotonic() - started
 
 
-def wait_until_quiet(pid: int, *, busy_below: float = 0.05, timeout: float = 30.0) -> float:
+def wait_until_quiet(
+    pid: int | list[int], *, busy_below: float = 0.05, timeout: float = 30.0
+) -> float:
     """
     Wait until the process uses less than `busy_below` of a core over half a second (it has
     finished what the last clients left it), or `timeout`; return the seconds waited.

@@ -7,7 +7,7 @@ import dataclasses
 import math
 import statistics
 
-from bench.servers import FLOOR, RELAY, SITE, SITE_POSTGRES, SITE_REDIS
+from bench.servers import FLOOR, RELAY, SITE, SITE_POSTGRES, SITE_REDIS, SITE_TWO_PROCESSES
 
 # The issue's targets, as multiples of the daphne floor (the Chromium one of the bare relay).
 STEADY_TARGET = 2.0
@@ -87,18 +87,23 @@ def steady_rows(results: dict, plan) -> list[Row]:
         relay_p99 = relay["p99_ms"] if not failed(relay) else math.nan
         floor_p99 = floor["p99_ms"] if not failed(floor) else math.nan
         targeted = int(sockets) == plan.target_sockets
-        for name in (SITE, SITE_REDIS):
+        for name in (SITE, SITE_REDIS, SITE_TWO_PROCESSES):
             if name not in runs:
                 continue
             site = runs[name]
             limit = STEADY_TARGET if name == SITE else STEADY_REDIS_TARGET
             label = f"steady {plan.rate:g} signals/s over {sockets} sockets"
-            label += ", with REDIS_URL" if name == SITE_REDIS else ""
+            label += {
+                SITE_REDIS: ", with REDIS_URL",
+                SITE_TWO_PROCESSES: ", 2 processes over Redis",
+            }.get(name, "")
+            # The issue sets targets for one process; two on the same core are for comparison.
+            row_targeted = targeted and name != SITE_TWO_PROCESSES
             row = Row(
                 label + ": p50/p99/max, lost",
                 relay=f"p99 {seconds_or_ms(relay_p99)}" if name == SITE else "–",
                 floor=f"p99 {seconds_or_ms(floor_p99)}",
-                target=f"≤ {limit:g}× floor, 0 lost" if targeted else "–",
+                target=f"≤ {limit:g}× floor, 0 lost" if row_targeted else "–",
             )
             problem = failed(site)
             if problem:
@@ -109,7 +114,7 @@ def steady_rows(results: dict, plan) -> list[Row]:
                     f"{seconds_or_ms(site['max_ms'])}, {site['lost']} lost"
                 )
                 row.ratio = ratio(site["p99_ms"], floor_p99, relay_p99 if name == SITE else None)
-                if targeted:
+                if row_targeted:
                     multiple = times(site["p99_ms"], floor_p99)
                     row.result = verdict(multiple <= limit and site["lost"] == 0)
             rows.append(row)

@@ -48,7 +48,9 @@ def health(peers: list[Peer]) -> dict:
     return {"errors": dict(errors), "closed_by_server": {str(k): n for k, n in closes.items()}}
 
 
-async def join_pairs(port: int, rooms: list[Room], **callbacks) -> tuple[list[Peer], float]:
+async def join_pairs(
+    port: int | list[int], rooms: list[Room], **callbacks
+) -> tuple[list[Peer], float]:
     """
     Join rooms of two, make the two of each room partners, and wait until each knows the other
     is there (which is when a page may signal it); return them, in seat order, and the time.
@@ -87,8 +89,8 @@ async def warm_up(port: int, room: Room) -> None:
 
 
 async def steady(
-    port: int,
-    pid: int,
+    port: int | list[int],
+    pid: int | list[int],
     rooms: list[Room],
     *,
     rate: float,

@@ -34,6 +34,9 @@ RELAY = "bare relay"
 FLOOR = "daphne floor"
 SITE = "site"
 SITE_REDIS = "site + Redis"
+# Two daphne processes of the site over one Redis, both on the server's core: every pair of the
+# steady scenario has one socket on each, so each signal crosses from one process to the other.
+SITE_TWO_PROCESSES = "site + Redis, 2 processes"
 SITE_POSTGRES = "site + PostgreSQL"
 
 # Flags for both daphne servers: no access log, warnings and errors only.
@@ -82,6 +85,21 @@ def claim_cores() -> str:
     except PermissionError:
         return how + "; normal priority (raising it needs root)"
     return how + f"; all at nice {PRIORITY}"
+
+
+def site_command(port: int) -> list[str]:
+    """The site's server as it is deployed (conference/server.py), on this port."""
+    return [
+        sys.executable,
+        "-m",
+        "conference.server",
+        *DAPHNE_FLAGS,
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "conference.asgi:application",
+    ]
 
 
 def free_port() -> int:
@@ -159,10 +177,24 @@ class Server:
     log_path: Path
     settings: dict[str, str] = dataclasses.field(default_factory=dict)
     log_start: int = 0  # where its log starts to count: after the start and the warm-up
+    second: "Server | None" = None  # the other process of SITE_TWO_PROCESSES
+
+    def processes(self) -> list["Server"]:
+        return [self] if self.second is None else [self, self.second]
+
+    @property
+    def ports(self) -> list[int]:
+        """The ports clients share out their seats on, in turn."""
+        return [each.port for each in self.processes()]
+
+    @property
+    def pids(self) -> list[int]:
+        return [each.process.pid for each in self.processes()]
 
     def mark_log(self) -> None:
         """Count what the server logs from now on (its start-up warnings are another matter)."""
-        self.log_start = self.log_path.stat().st_size
+        for each in self.processes():
+            each.log_start = each.log_path.stat().st_size
 
     @property
     def pid(self) -> int:
@@ -182,9 +214,11 @@ class Server:
         Summarise the server's log since `mark_log()`. Every server logs warnings and errors
         only, so each line is news: count them, and the tracebacks, and give the most common.
         """
-        with open(self.log_path, "rb") as log:
-            log.seek(self.log_start)
-            text = log.read().decode(errors="replace")
+        text = ""
+        for each in self.processes():
+            with open(each.log_path, "rb") as log:
+                log.seek(each.log_start)
+                text += log.read().decode(errors="replace")
         lines = [line for line in text.splitlines() if line]
         # A traceback's own lines are indented; count the line that heads it.
         heads = [LOG_TIME.sub("", line)[:200] for line in lines if not line[0].isspace()]
@@ -342,7 +376,7 @@ class Servers:
     def own_pids(self, server: Server) -> list[int]:
         """The processes of the bench's own while a server is measured: it, Redis, the load."""
         redis = [self.redis.pid] if self.redis is not None and self.redis.pid else []
-        return [server.pid, *redis, os.getpid()]
+        return [*server.pids, *redis, os.getpid()]
 
     def redis_url(self) -> str:
         if self.redis is None:
@@ -370,11 +404,10 @@ class Servers:
         else:
             database = self.database("postgres" if name == SITE_POSTGRES else "sqlite")
             env = {**database.env, **settings}
-            if name == SITE_REDIS:
+            if name in (SITE_REDIS, SITE_TWO_PROCESSES):
                 env["REDIS_URL"] = self.redis_url()
                 env["REDIS_PREFIX"] = f"bench-{self.token}-{self.started}"
-            command = [sys.executable, "-m", "conference.server", *DAPHNE_FLAGS]
-            command += ["-b", "127.0.0.1", "-p", str(port), "conference.asgi:application"]
+            command = site_command(port)
             seating = database.seating
         slug = name.replace(" + ", "-").replace(" ", "-").lower()
         log_path = self.run_dir / f"{self.started:02d}-{slug}.log"
@@ -387,8 +420,22 @@ class Servers:
                 stderr=subprocess.STDOUT,
             )
         server = Server(name, port, process, seating, log_path, settings)
+        if name == SITE_TWO_PROCESSES:
+            other_port = free_port()
+            other_log = self.run_dir / f"{self.started:02d}-{slug}-second.log"
+            with open(other_log, "ab") as log:
+                other = subprocess.Popen(
+                    pinned(site_command(other_port), SERVER_CORE),
+                    cwd=BASE_DIR,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            server.second = Server(name, other_port, other, seating, other_log, settings)
         try:
-            wait_for_port(port, process)
+            for each in server.processes():
+                wait_for_port(each.port, each.process)
             yield server
         finally:
-            server.stop()
+            for each in server.processes():
+                each.stop()
