@@ -90,8 +90,8 @@ def announcement(entry: dict, reason: str) -> dict:
 
 
 async def end_attendance(entry: dict) -> None:
-    if entry.get("attendance_id") is not None:
-        await connections().attendance.leave(entry["attendance_id"])
+    if entry["admitted"]:  # those in a lobby have no attendance
+        await connections().attendance.leave(entry["id"])
 
 
 class AttendanceBook:
@@ -110,8 +110,9 @@ class AttendanceBook:
         """Record someone joining (see services.attendance_record); return the row's id."""
         return await self.wait(self.joins, row)
 
-    async def leave(self, attendance_id: int) -> None:
-        await self.wait(self.leaves, attendance_id)
+    async def leave(self, peer_id: str) -> None:
+        """End a peer's attendance, whichever process recorded it."""
+        await self.wait(self.leaves, peer_id)
 
     async def wait(self, queue: list, item):
         done = asyncio.get_running_loop().create_future()

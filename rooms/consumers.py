@@ -217,7 +217,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
             "user_id": self.arrival.user_id,
             "guest_id": self.arrival.guest_id,
             "browser": self.arrival.browser,
-            "attendance_id": None,
             "admitted": False,
         }
         await retrying(self.channel_layer.group_add, self.group, self.channel_name)
@@ -259,6 +258,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Join the call proper: take the place, welcome this peer, tell the others."""
         was_waiting, self.waiting, self.admitted = self.waiting, False, True
         self.register()
+        if self.is_host and self.arrival.ended:
+            await reopen(self.arrival.room_id)  # a host joining an ended call starts it again
         # Copies: the layer hands events over uncopied, and in-process presence holds the other
         # connections' own entries; what this connection keeps, it changes on its own.
         self.peers = {other["id"]: dict(other) for other in admission.others}
@@ -287,10 +288,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def record_attendance(self):
         try:
-            if self.is_host and self.arrival.ended:
-                await reopen(self.arrival.room_id)  # a host joining an ended call starts it again
-            self.entry["attendance_id"] = await connections().attendance.join(
+            await connections().attendance.join(
                 room_id=self.arrival.room_id,
+                peer=self.peer_id,
                 name=self.entry["name"],
                 role=self.role,
                 user_id=self.arrival.user_id,
@@ -298,7 +298,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 meeting_id=self.arrival.meeting_id,
                 occurrence_starts_at=self.arrival.occurrence_starts_at,
             )
-            await retrying(self.presence.update, self.slug, self.entry)
         except Exception:
             logger.exception("could not record attendance of %s in %s", self.peer_id, self.slug)
         self.attendance = None  # done: a thousand idle connections need not keep a thousand tasks

@@ -398,6 +398,9 @@ class Attendance(models.Model):
     role = models.CharField(_("role"), max_length=12, choices=Role.choices)
     joined_at = models.DateTimeField(_("joined"), default=timezone.now)
     left_at = models.DateTimeField(_("left"), null=True, blank=True)
+    # The call's id for the connection (docs/signaling.md): whichever process reports the peer
+    # gone, its own or one that outlived it, ends the row by it.
+    peer = models.CharField(_("peer id"), max_length=16, blank=True, editable=False, db_index=True)
 
     class Meta:
         ordering = ["-joined_at"]

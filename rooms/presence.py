@@ -8,7 +8,7 @@ nobody refreshed for a while (their process died) are swept out by the others, w
 those peers as lost.
 
 An entry is a dict: id, name, role, state, instance (the public part, see rooms.signaling) and
-channel, user_id, guest_id, browser, attendance_id, admitted (for the server only).
+channel, user_id, guest_id, browser, admitted (for the server only).
 
 Every change that takes a peer out is atomic and made once: a peer is removed by its own
 connection leaving, by a newer connection of the same page (same instance) taking its place, or by
@@ -212,7 +212,7 @@ class MemoryPresence:
         return list(self.lobbies.get(slug, {}).values())
 
     async def update(self, slug: str, entry: dict) -> None:
-        """Rewrite an admitted peer's entry (its state, role, attendance), if it is still there."""
+        """Rewrite an admitted peer's entry (its state, role), if it is still there."""
         peers = self.peers.get(slug, {})
         if entry["id"] in peers:
             peers[entry["id"]] = entry

@@ -458,17 +458,17 @@ def ban_create(
 
 
 @transaction.atomic
-def attendance_record(*, joins: list[dict], leaves: list[int]) -> list[Attendance]:
+def attendance_record(*, joins: list[dict], leaves: list[str]) -> list[Attendance]:
     """
     Record people joining rooms' calls and leaving them, in one transaction; return the new rows.
 
-    Each join has room_id, name and role, and may have user_id, guest_id, meeting_id and
-    occurrence_starts_at. Each leave is the id of a row; one that has ended already stays as it is.
+    Each join has room_id, peer, name and role, and may have user_id, guest_id, meeting_id and
+    occurrence_starts_at. Each leave is a peer id; a row that has ended already stays as it is.
     Live calls write in batches: a call's connect does not wait for a commit of its own.
     """
     rows = Attendance.objects.bulk_create([Attendance(**join) for join in joins])
     if leaves:
-        Attendance.objects.filter(pk__in=leaves, left_at__isnull=True).update(
+        Attendance.objects.filter(peer__in=leaves, left_at__isnull=True).update(
             left_at=timezone.now()
         )
     return rows

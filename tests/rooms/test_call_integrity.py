@@ -150,7 +150,6 @@ async def test_a_signal_to_a_stalled_peer_is_refused_to_the_sender_who_stays(cal
         "user_id": None,
         "guest_id": None,
         "browser": "",
-        "attendance_id": None,
     }
     await get_presence().admit(call.room.slug, stalled, limit=12)
     ann = await join(call, call.ann)
@@ -170,6 +169,35 @@ async def test_a_signal_to_a_stalled_peer_is_refused_to_the_sender_who_stays(cal
     assert (await olga.receive_type("signal"))["from"] == ann.id
     await get_presence().remove(call.room.slug, "stalled-peer")
     await ann.leave()
+    await olga.leave()
+
+
+async def test_a_peer_nobody_vouches_for_is_reported_lost_and_its_attendance_ended(call, settings):
+    """The peer of a process that died just after it recorded the join, and before anything else."""
+    settings.SIGNALING_PRESENCE_TTL = 0.6
+    ghost = {
+        "id": "ghost-peer",
+        "name": "Ghost",
+        "role": "participant",
+        "state": {"audio": True, "video": True, "screen": False, "hand": False},
+        "instance": "ghost-page",
+        "channel": "gone-process!ghost",
+        "user_id": None,
+        "guest_id": None,
+        "browser": "",
+    }
+    await get_presence().admit(call.room.slug, ghost, limit=12)
+    await database_sync_to_async(Attendance.objects.create)(
+        room=call.room, peer="ghost-peer", name="Ghost", role="participant"
+    )
+    olga = await join(call, call.owner)
+    assert [peer["id"] for peer in olga.welcome["peers"]] == ["ghost-peer"]
+
+    left = await olga.receive_type("peer-left", timeout=5)
+
+    assert left == {"type": "peer-left", "id": "ghost-peer", "reason": "lost"}
+    assert in_presence(call) == ["Olga"]
+    assert await open_attendance(call) == ["Olga"]
     await olga.leave()
 
 

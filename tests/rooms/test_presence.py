@@ -28,7 +28,6 @@ def entry(peer_id: str, **fields) -> dict:
         "user_id": None,
         "guest_id": None,
         "browser": "",
-        "attendance_id": None,
         **fields,
     }
 
@@ -85,12 +84,12 @@ async def test_the_lobby_is_kept_apart_and_admission_moves_out_of_it(presence):
 async def test_a_page_connecting_again_takes_the_place_of_its_older_connection(presence):
     """The reconnection of a full call's member is let in, and its old connection leaves once."""
     await presence.admit("r", entry("a"), limit=2)
-    await presence.admit("r", entry("old", instance="page-1", attendance_id=7), limit=2)
+    await presence.admit("r", entry("old", instance="page-1", name="Old"), limit=2)
 
     admission = await presence.admit("r", entry("new", instance="page-1"), limit=2)
 
     assert ids(admission.others) == ["a"]
-    assert [(gone["id"], gone["attendance_id"]) for gone in admission.departed] == [("old", 7)]
+    assert [(gone["id"], gone["name"]) for gone in admission.departed] == [("old", "Old")]
     assert await count(presence) == 2
     assert await presence.remove("r", "old") is False  # already out, and reported by the newcomer
 
@@ -120,12 +119,12 @@ async def test_a_page_waiting_again_replaces_its_older_lobby_connection(presence
 async def test_entries_nobody_vouches_for_are_swept_out_once(presence):
     alive = entry("alive")
     await presence.admit("r", alive, limit=5)
-    await presence.admit("r", entry("ghost", attendance_id=7), limit=5)
+    await presence.admit("r", entry("ghost", name="Ghost"), limit=5)
     await asyncio.sleep(0.3)
 
     swept = await presence.refresh("r", [alive])
 
-    assert [(ghost["id"], ghost["attendance_id"]) for ghost in swept] == [("ghost", 7)]
+    assert [(ghost["id"], ghost["name"]) for ghost in swept] == [("ghost", "Ghost")]
     assert await presence.refresh("r", [alive]) == []
     assert await count(presence) == 1
     assert await presence.remove("r", "ghost") is False
