@@ -25,7 +25,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# The system packages the tests use (redis-server, chromium, coturn), installed when missing.
+# The page scripts' development tools (package.json: the type checker, axe-core for the browser
+# tests), exactly as package-lock.json has them; again only when either changes.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# The system packages the tests use (redis-server, chromium, coturn, node and npm), when missing.
 system-packages:
 	@bash scripts/system-packages
 
@@ -38,9 +44,10 @@ run: migrate
 superuser: install
 	$(PY) manage.py createsuperuser
 
-lint: install-dev
+lint: install-dev node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	node_modules/.bin/tsc --noEmit -p .
 
 fmt: install-dev
 	$(VENV)/bin/ruff check --fix .
@@ -57,4 +64,4 @@ bench: install-dev system-packages
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules staticfiles .pytest_cache .ruff_cache

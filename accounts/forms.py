@@ -22,6 +22,13 @@ class SignupForm(AllauthSignupForm):
     )
     time_zone = forms.ChoiceField(label=_("Time zone"), choices=time_zone_choices, initial="UTC")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            # static/js/time-zone.js proposes the browser's zone in place of UTC; a form sent
+            # back with an error keeps the zone its person chose.
+            self.fields["time_zone"].widget.attrs["data-propose-browser-zone"] = ""
+
     def save(self, request):
         user = super().save(request)
         user.display_name = self.cleaned_data["display_name"]

@@ -267,6 +267,8 @@ LANGUAGES = [("en", _("English"))]
 TIME_ZONE = os.environ.get("DJANGO_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# The site's own formats where Django's differ: the 24-hour clock in the admin as on the site.
+FORMAT_MODULE_PATH = ["conference.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"

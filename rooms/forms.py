@@ -3,6 +3,7 @@ import zoneinfo
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import time_zone_choices
@@ -182,11 +183,19 @@ class LinkInvitationForm(forms.ModelForm):
 
     class Meta:
         model = Invitation
-        fields = ["meeting", "role", "allow_guests", "max_uses", "expires_at"]
+        fields = ["label", "meeting", "role", "allow_guests", "max_uses", "expires_at"]
 
     def __init__(self, *args, room, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["meeting"].queryset = room.meetings.filter(cancelled_at__isnull=True)
+
+    def clean_expires_at(self):
+        expires_at = self.cleaned_data["expires_at"]
+        if expires_at is not None and expires_at <= timezone.now():
+            raise ValidationError(
+                _("That time has already passed. Choose a later one, or leave it empty.")
+            )
+        return expires_at
 
 
 class CoHostForm(forms.Form):

@@ -204,6 +204,12 @@ class Invitation(models.Model):
     meeting = models.ForeignKey(
         Meeting, on_delete=models.CASCADE, null=True, blank=True, related_name="invitations"
     )
+    label = models.CharField(
+        _("label"),
+        max_length=80,
+        blank=True,
+        help_text=_("Seen by hosts only: what tells this link from the others."),
+    )
     email = models.EmailField(_("email"), blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -256,6 +262,8 @@ class Invitation(models.Model):
 
     def __str__(self):
         target = self.user or self.email or _("open link")
+        if self.label:
+            return f"{self.room}: {self.label} ({target})"
         return f"{self.room}: {target}"
 
     @staticmethod

@@ -224,6 +224,7 @@ def invitation_create(
     allow_guests: bool = False,
     expires_at: dt.datetime | None = None,
     max_uses: int | None = None,
+    label: str = "",
 ) -> tuple[Invitation, str]:
     """
     Make an invitation and return it with its token, which is not stored and not shown again.
@@ -239,6 +240,7 @@ def invitation_create(
     invitation = Invitation(
         room=room,
         meeting=meeting,
+        label=label,
         email=email,
         user=user,
         role=role,

@@ -26,7 +26,7 @@ from rooms.forms import (
     OccurrenceCancelForm,
     RoomForm,
 )
-from rooms.models import Guest, Meeting, Room
+from rooms.models import Guest, Invitation, Meeting, Room
 from rooms.recurrence import occurrences
 
 
@@ -499,17 +499,19 @@ def invitation(request, token):
     if found is None:
         return render(request, "rooms/invitation_invalid.html", status=404)
     refusal = services.invitation_refusal(found, user)
+    guest = None if user.is_authenticated else visiting_guest(request, found.room)
     context = {
         "invitation": found,
         "room": found.room,
         "form": form,
         "addressed": False,
         "refusal": " ".join(refusal.messages) if refusal else "",
+        # A used-up link still lets in whoever came by it before, and nobody new.
+        "used_up": found.is_used_up and not came_by_link(found, user=user, guest=guest),
     }
     if refusal is not None and refusal.code == services.NOT_YOURS:
         return render(request, "rooms/invitation.html", {**context, "not_yours": True}, status=403)
     if request.method == "POST" and (user.is_authenticated or form.is_valid()):
-        guest = None if user.is_authenticated else visiting_guest(request, found.room)
         new_guest = guest is None or guest.invitation_id != found.pk
         if not user.is_authenticated and refusal is None and new_guest:
             wait = rate_limit_wait(
@@ -542,6 +544,13 @@ def invitation(request, token):
     return render(request, "rooms/invitation.html", context)
 
 
+def came_by_link(invitation: Invitation, *, user, guest: Guest | None) -> bool:
+    """Return whether this person used this link before: a used-up link still takes them."""
+    if user.is_authenticated:
+        return invitation.redemptions.filter(user=user).exists()
+    return guest is not None and guest.invitation_id == invitation.pk
+
+
 def remember_guest(request, guest: Guest) -> None:
     """Make this browser that guest in the guest's room (one guest per room and browser)."""
     guests = request.session.get(selectors.GUEST_SESSION_KEY, {})
@@ -565,6 +574,18 @@ def call(request, slug):
     decision = selectors.join_decision(room, user=request.user, guest=guest, browser=browser)
     if decision.code == selectors.NOT_SIGNED_IN:
         return redirect(f"{reverse('account_login')}?next={room.get_call_url()}")
+    # Before the meeting opens, the page is the pre-join screen as it will be at the opening,
+    # hidden behind a countdown until then (static/js/opening.js). Joining early stays
+    # impossible: the consumer asks the access rule again when the page connects.
+    too_early = decision if decision.code == selectors.TOO_EARLY else None
+    if too_early:
+        at_opening = selectors.join_decision(
+            room, user=request.user, guest=guest, browser=browser, at=too_early.opens_at
+        )
+        if at_opening.allowed:
+            decision = at_opening
+    # The countdown runs from the server's clock: a browser's clock may be wrong.
+    seconds_to_opening = too_early and (too_early.opens_at - timezone.now()).total_seconds()
     guest_form = None
     if guest is not None and decision.allowed:
         # A guest may change the name others will see, up to the moment of joining.
@@ -580,6 +601,13 @@ def call(request, slug):
         "peopleUrl": reverse("rooms:call_people", kwargs={"slug": room.slug}),
         "name": decision.name,
         "maxParticipants": room.max_participants,
+        # Someone waiting in the lobby may not see who is in the call (call_people): no asking.
+        "mayListPeople": decision.allowed and not decision.lobby,
+        # The server's closing error says why a call ended; these are for when nobody said.
+        "endings": {
+            "closed": _("The connection to the call was closed."),
+            "left": _("You left the call."),
+        },
     }
     return render(
         request,
@@ -590,6 +618,8 @@ def call(request, slug):
             "guest": guest,
             "guest_form": guest_form,
             "call_config": call_config,
+            "too_early": too_early,
+            "seconds_to_opening": seconds_to_opening,
         },
         status=status,
     )

@@ -1,39 +1,34 @@
 // @ts-check
 /**
- * The call page: wires the signaling connection, one Peer per other participant (a mesh), the
- * local media, chat and files to the view. Speaks exactly docs/signaling.md.
+ * The call page: wires the signaling connection, the mesh (who is in the call, one Peer to each),
+ * the local media, chat and files to the view. Speaks exactly docs/signaling.md.
  */
 
 import { ChatLog, historyPayload, makeChatMessage, parseChatPayload } from './chat.js';
 import { FileReceiver, FileSender, fileChannelLabel, fileTransferId } from './files.js';
 import { describeMediaError, listDevices, measureLevel, openLocalMedia, videoEncodingFor } from './media.js';
+import { Mesh } from './mesh.js';
 import { Peer } from './peer.js';
 import { LATER_CLOSE_CODES, SignalingConnection, signalingUrl } from './signaling.js';
 import { CallView, formatBytes } from './ui.js';
+/** @import { MeshEvent, Remote as MeshRemote } from './mesh.js' */
+/** @import { PeerDataChannelEvent, PeerErrorEvent, PeerRebuildEvent, PeerTrackEvent } from './peer.js' */
+/** @import { SignalingEndedEvent, SignalingMessageEvent, SignalingStatusEvent } from './signaling.js' */
 
 const config = JSON.parse(/** @type {HTMLElement} */ (document.getElementById('call-config')).textContent ?? '{}');
 const view = new CallView();
 
-/** How long a peer whose connection was lost may take to come back before we hang up on it. */
-const AWAY_GRACE_MS = 20_000;
 /** The mesh carries video well up to about this many people. */
 const MESH_COMFORT = 6;
 
+/** A Peer with what this page sends to it and receives from it, both new with each connection. */
+class CallPeer extends Peer {
+  stream = new MediaStream();
+  /** @type {Map<string, RTCRtpSender>} by local track kind ("audio", "video"), or "screen" */
+  senders = new Map();
+}
 
-/**
- * @typedef {object} Remote
- * @property {string} id the peer id now (it changes when the peer reconnects)
- * @property {string} instance
- * @property {string} name
- * @property {string} role
- * @property {{audio: boolean, video: boolean, screen: boolean, hand: boolean}} state
- * @property {boolean} polite
- * @property {Peer} peer
- * @property {MediaStream} stream
- * @property {Map<string, RTCRtpSender>} senders by local track kind ("audio", "video")
- * @property {any} awayTimer
- * @property {boolean} historySent
- */
+/** @typedef {MeshRemote<CallPeer>} Remote */
 
 const local = {
   /** @type {MediaStream | null} */ stream: null,
@@ -50,10 +45,15 @@ const call = {
   locked: false,
   ended: false,
 };
-/** @type {Map<string, Remote>} */
-const remotes = new Map();
+/** @type {Mesh<CallPeer>} */
+const mesh = new Mesh({ connect });
 const chat = new ChatLog();
+// Those to whom this page handed the chat so far, once each, whatever their connection.
+/** @type {WeakSet<Remote>} */
+const historySent = new WeakSet();
 let unread = 0;
+/** @type {ReturnType<typeof setInterval> | undefined} */
+let peoplePoll;
 // This page's name across reconnections, so the others keep their media with it.
 const instance = crypto.randomUUID().replaceAll('-', '');
 
@@ -85,14 +85,25 @@ async function prepare(choice = {}) {
   );
 }
 
+/** Show who is in the call on the pre-join screen, until the person joins. */
 async function refreshPeopleInCall() {
-  if (call.welcomed || call.ended) return;
+  if (call.welcomed || call.ended) {
+    stopPeoplePoll();
+    return;
+  }
   try {
     const response = await fetch(config.peopleUrl, { credentials: 'same-origin' });
-    if (response.ok) view.showPrejoinPeople((await response.json()).people);
+    // Access can end while the page is open (a lock, a ban): asking again would not help.
+    if (response.status === 403) stopPeoplePoll();
+    else if (response.ok) view.showPrejoinPeople((await response.json()).people);
   } catch {
     // The list is a courtesy; joining works without it.
   }
+}
+
+function stopPeoplePoll() {
+  clearInterval(peoplePoll);
+  peoplePoll = undefined;
 }
 
 /** @param {{muted: boolean, cameraOff: boolean}} options */
@@ -100,12 +111,12 @@ function join(options) {
   // The websocket's handshake goes on while the page turns to the call.
   const url = signalingUrl(location, config.websocketPath, instance);
   call.signaling = new SignalingConnection(url);
-  call.signaling.addEventListener('message', (event) => onMessage(/** @type {any} */ (event).message));
-  call.signaling.addEventListener('status', (event) => view.setConnection(/** @type {any} */ (event).status));
+  call.signaling.addEventListener('message', (event) => onMessage(/** @type {SignalingMessageEvent} */ (event).message));
+  call.signaling.addEventListener('status', (event) => view.setConnection(/** @type {SignalingStatusEvent} */ (event).status));
   call.signaling.addEventListener('ended', (event) => {
-    // The server says why, in the site's language; the page adds nothing of its own.
-    const { code, error } = /** @type {any} */ (event);
-    end(error?.message ?? 'The connection to the call was closed.', LATER_CLOSE_CODES.has(code));
+    // The server says why, in the site's language; the page's own sentence is for a silent close.
+    const { code, error } = /** @type {SignalingEndedEvent} */ (event);
+    end(error?.message ?? config.endings.closed, LATER_CLOSE_CODES.has(code));
   });
   call.signaling.connect();
   // The level meter is on the pre-join screen only.
@@ -140,15 +151,15 @@ function onMessage(message) {
     case 'lobby':
       return view.showLobby(true);
     case 'peer-joined':
-      return onPeerJoined(message.peer);
+      return mesh.join(message.peer);
     case 'peer-left':
-      return onPeerLeft(message.id, message.reason);
+      return mesh.leave(message.id, message.reason);
     case 'peer-state':
       return onPeerState(message.id, message.state);
     case 'peer-role':
       return onPeerRole(message.id, message.role);
     case 'signal':
-      return onSignal(message.from, message.data);
+      return void mesh.signal(message.from, message.data);
     case 'knock':
       return view.addLobbyEntry(message.peer);
     case 'lobby-left':
@@ -170,63 +181,22 @@ function onMessage(message) {
 
 /** @param {any} welcome */
 function onWelcome(welcome) {
-  const rejoining = call.welcomed;
   call.welcomed = true;
   call.self = welcome.self;
   call.iceServers = welcome.iceServers;
   call.locked = welcome.room.locked;
   sendState();
   // The offers before the view: the browser makes them while the page shows the call.
-  const present = new Set();
-  for (const info of welcome.peers) {
-    if (info.instance === welcome.self.instance) continue; // this page's own older connection
-    present.add(info.instance);
-    const known = findByInstance(info.instance);
-    if (known) {
-      rekey(known, info);
-    } else {
-      // The newcomer sends the first offer to everyone already there.
-      createRemote(info, { polite: false });
-    }
-  }
-  if (rejoining) {
-    // Whoever is not back yet may still be reconnecting too: keep their media for a while.
-    for (const remote of remotes.values()) if (!present.has(remote.instance)) markAway(remote);
-  }
+  mesh.welcome(welcome);
   view.showLobby(false);
   view.setTileName('self', `${welcome.self.name} (you)`);
   showHostControls();
   updatePeople();
 }
 
-/** @param {any} info */
-function onPeerJoined(info) {
-  const known = findByInstance(info.instance);
-  if (known) {
-    rekey(known, info);
-  } else if (!remotes.has(info.id)) {
-    // Existing peers never offer first: make the connection ready and wait for the offer.
-    createRemote(info, { polite: true });
-  } else {
-    const remote = /** @type {Remote} */ (remotes.get(info.id));
-    Object.assign(remote, { name: info.name, role: info.role, instance: info.instance, state: info.state });
-    view.setTileName(remote.id, remote.name);
-    view.setTileState(remote.id, remote.state);
-  }
-  updatePeople();
-}
-
-/** @param {string} id @param {string} reason */
-function onPeerLeft(id, reason) {
-  const remote = remotes.get(id);
-  if (!remote) return;
-  if (reason === 'lost' && remote.peer.connectionState === 'connected') markAway(remote);
-  else removeRemote(remote);
-}
-
 /** @param {string} id @param {any} state */
 function onPeerState(id, state) {
-  const remote = remotes.get(id);
+  const remote = mesh.get(id);
   if (!remote) return;
   remote.state = state;
   view.setTileState(id, state);
@@ -241,17 +211,10 @@ function onPeerRole(id, role) {
     view.toast(isHost() ? 'You are now a host of this call.' : 'You are no longer a host of this call.');
     showHostControls();
   } else {
-    const remote = remotes.get(id);
+    const remote = mesh.get(id);
     if (remote) remote.role = role;
   }
   updatePeople();
-}
-
-/** @param {string} from @param {any} data */
-function onSignal(from, data) {
-  // A newcomer's offer can arrive before its peer-joined.
-  const remote = remotes.get(from) ?? createRemote({ id: from, name: '…', role: 'participant', instance: '', state: null }, { polite: true });
-  void remote.peer.handleSignal(data);
 }
 
 /** @param {{id: string, name: string}} by */
@@ -262,126 +225,74 @@ function onMuteRequest(by) {
 
 // --- The mesh ---------------------------------------------------------------------------------
 
-/**
- * @param {{id: string, name: string, role: string, instance: string, state: any}} info
- * @param {{polite: boolean}} options
- * @returns {Remote}
- */
-function createRemote(info, { polite }) {
-  /** @type {Remote} */
-  const remote = {
-    id: info.id,
-    instance: info.instance,
-    name: info.name,
-    role: info.role,
-    state: info.state ?? { audio: true, video: true, screen: false, hand: false },
-    polite,
-    peer: /** @type {any} */ (null),
-    stream: new MediaStream(),
-    senders: new Map(),
-    awayTimer: null,
-    historySent: false,
-  };
-  remote.peer = connect(remote);
-  // The newcomer's offer first: the browser makes it while the page shows the tile.
-  if (!polite) remote.peer.start();
-  remotes.set(remote.id, remote);
+mesh.addEventListener('add', (event) => {
+  const { remote } = /** @type {MeshEvent<CallPeer>} */ (event);
   view.tile(remote.id, remote.name);
-  view.setTileStream(remote.id, remote.stream, local.sinkId);
+  view.setTileStream(remote.id, remote.connection.stream, local.sinkId);
   view.setTileState(remote.id, remote.state);
   adaptToSize();
-  return remote;
-}
+  updatePeople();
+});
+mesh.addEventListener('update', (event) => {
+  const { remote, previousId } = /** @type {MeshEvent<CallPeer>} */ (event);
+  if (previousId) view.renameTile(previousId, remote.id);
+  view.setTileName(remote.id, remote.name);
+  view.setTileState(remote.id, remote.state);
+  updatePeople();
+});
+mesh.addEventListener('remove', (event) => {
+  view.removeTile(/** @type {MeshEvent<CallPeer>} */ (event).remote.id);
+  adaptToSize();
+  updatePeople();
+});
 
-/** Make the peer connection of a remote, with local media, chat and file channels. */
+/** Make a connection to a remote, with local media, chat and file channels. */
 function connect(/** @type {Remote} */ remote) {
-  const peer = new Peer({
+  const peer = new CallPeer({
     id: remote.id,
     polite: remote.polite,
     iceServers: call.iceServers,
     sendSignal: (data) => call.signaling?.send({ type: 'signal', to: remote.id, data }),
   });
-  remote.senders = new Map();
   for (const track of local.stream?.getTracks() ?? []) {
-    remote.senders.set(track.kind, peer.addTrack(track, /** @type {MediaStream} */ (local.stream)));
+    peer.senders.set(track.kind, peer.addTrack(track, /** @type {MediaStream} */ (local.stream)));
   }
-  if (local.screen) replaceOrAddVideo(remote, peer, local.screen);
+  if (local.screen) replaceOrAddVideo(peer, local.screen);
   for (const kind of /** @type {const} */ (['audio', 'video'])) {
-    if (!remote.senders.has(kind)) peer.addReceiver(kind);
+    if (!peer.senders.has(kind)) peer.addReceiver(kind);
   }
   peer.addEventListener('track', (event) => {
-    const { track } = /** @type {any} */ (event);
-    for (const old of remote.stream.getTracks()) if (old.kind === track.kind) remote.stream.removeTrack(old);
-    remote.stream.addTrack(track);
-    view.setTileStream(remote.id, remote.stream, local.sinkId);
+    const { track } = /** @type {PeerTrackEvent} */ (event);
+    for (const old of peer.stream.getTracks()) if (old.kind === track.kind) peer.stream.removeTrack(old);
+    peer.stream.addTrack(track);
+    view.setTileStream(remote.id, peer.stream, local.sinkId);
   });
-  peer.addEventListener('datachannel', (event) => receiveFile(remote, /** @type {any} */ (event).channel));
-  peer.addEventListener('rebuild', (event) => rebuild(remote, /** @type {any} */ (event).signal));
-  peer.addEventListener('error', (event) => console.warn('peer connection', remote.name, /** @type {any} */ (event).error));
+  peer.addEventListener('datachannel', (event) => receiveFile(remote, /** @type {PeerDataChannelEvent} */ (event).channel));
+  peer.addEventListener('rebuild', (event) => {
+    if (remote.connection !== peer) return;
+    // The history, if any, went over the old connection.
+    historySent.add(remote);
+    mesh.reconnect(remote, /** @type {PeerRebuildEvent} */ (event).signal);
+    view.setTileStream(remote.id, remote.connection.stream, local.sinkId);
+  });
+  peer.addEventListener('error', (event) => console.warn('peer connection', remote.name, /** @type {PeerErrorEvent} */ (event).error));
   const channel = peer.chatChannel;
   channel.addEventListener('open', () => {
     // The one who was here first hands the chat so far to the newcomer.
-    if (remote.polite && !remote.historySent && chat.size > 0) {
-      remote.historySent = true;
-      channel.send(historyPayload(chat, (id) => (id === call.self.id ? call.self.name : remotes.get(id)?.name)));
+    if (remote.polite && !historySent.has(remote) && chat.size > 0) {
+      historySent.add(remote);
+      channel.send(historyPayload(chat, (id) => (id === call.self.id ? call.self.name : mesh.get(id)?.name)));
     }
   });
   channel.addEventListener('message', (event) => onChatPayload(remote, event.data));
-  applyEncoding(remote);
+  applyEncoding(peer);
   return peer;
-}
-
-/** Replace a connection that could not recover, leaving every other one alone. */
-function rebuild(/** @type {Remote} */ remote, /** @type {any} */ signal) {
-  remote.peer.close();
-  remote.stream = new MediaStream();
-  remote.historySent = true; // the history went over the old connection
-  remote.peer = connect(remote);
-  view.setTileStream(remote.id, remote.stream, local.sinkId);
-  if (!remote.polite) remote.peer.start();
-  if (signal) void remote.peer.handleSignal(signal);
-}
-
-/** @param {string} instance */
-function findByInstance(instance) {
-  if (!instance) return undefined;
-  for (const remote of remotes.values()) if (remote.instance === instance) return remote;
-  return undefined;
-}
-
-/** The same page is back under a new peer id: keep its connection, learn the new id. */
-function rekey(/** @type {Remote} */ remote, /** @type {any} */ info) {
-  clearTimeout(remote.awayTimer);
-  remote.awayTimer = null;
-  if (remote.id !== info.id) {
-    remotes.delete(remote.id);
-    view.renameTile(remote.id, info.id);
-    remote.id = info.id;
-    remotes.set(remote.id, remote);
-  }
-  Object.assign(remote, { name: info.name, role: info.role, state: info.state });
-  view.setTileName(remote.id, remote.name);
-  view.setTileState(remote.id, remote.state);
-}
-
-function markAway(/** @type {Remote} */ remote) {
-  if (remote.awayTimer) return;
-  remote.awayTimer = setTimeout(() => removeRemote(remote), AWAY_GRACE_MS);
-}
-
-function removeRemote(/** @type {Remote} */ remote) {
-  clearTimeout(remote.awayTimer);
-  remote.peer.close();
-  remotes.delete(remote.id);
-  view.removeTile(remote.id);
-  adaptToSize();
-  updatePeople();
 }
 
 /** Above four people, send less video to each so that the total stays sensible. */
 function adaptToSize() {
-  const people = remotes.size + 1;
-  for (const remote of remotes.values()) applyEncoding(remote);
+  const people = mesh.size + 1;
+  for (const remote of mesh.remotes()) applyEncoding(remote.connection);
   view.setMeshNotice(
     people >= MESH_COMFORT - 1
       ? `${people} people: calls are peer-to-peer, so video is sent at lower quality to keep up. Beyond ${MESH_COMFORT} people it may stutter.`
@@ -389,12 +300,12 @@ function adaptToSize() {
   );
 }
 
-function applyEncoding(/** @type {Remote} */ remote) {
-  const sender = remote.senders.get('video');
+function applyEncoding(/** @type {CallPeer} */ peer) {
+  const sender = peer.senders.get('video');
   if (!sender?.getParameters) return;
   const parameters = sender.getParameters();
   if (!parameters.encodings?.length) return; // not negotiated yet; applied on the next change
-  const limits = videoEncodingFor(remotes.size + 1);
+  const limits = videoEncodingFor(mesh.size + 1);
   for (const encoding of parameters.encodings) Object.assign(encoding, limits);
   void sender.setParameters(parameters).catch(() => {});
 }
@@ -454,9 +365,9 @@ async function switchDevice(kind, deviceId) {
       old.stop();
     }
     local.stream?.addTrack(track);
-    for (const remote of remotes.values()) {
-      const sender = remote.senders.get(kind);
-      if (sender && !(kind === 'video' && local.screen)) void remote.peer.replaceTrack(sender, track);
+    for (const { connection } of mesh.remotes()) {
+      const sender = connection.senders.get(kind);
+      if (sender && !(kind === 'video' && local.screen)) void connection.replaceTrack(sender, track);
     }
   } catch (error) {
     view.toast(describeMediaError(error).message);
@@ -469,7 +380,7 @@ async function toggleScreen() {
     const display = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
     local.screen = display.getVideoTracks()[0];
     local.screen.addEventListener('ended', () => stopScreen());
-    for (const remote of remotes.values()) replaceOrAddVideo(remote, remote.peer, local.screen);
+    for (const { connection } of mesh.remotes()) replaceOrAddVideo(connection, local.screen);
     view.setTileStream('self', display, undefined);
     local.state.screen = true;
     sendState();
@@ -482,10 +393,10 @@ async function toggleScreen() {
  * Send the screen instead of the camera; a person with no camera adds a video track, which the
  * peers renegotiate (perfect negotiation makes that safe from either side).
  */
-function replaceOrAddVideo(/** @type {Remote} */ remote, /** @type {Peer} */ peer, /** @type {MediaStreamTrack} */ track) {
-  const sender = remote.senders.get('video');
+function replaceOrAddVideo(/** @type {CallPeer} */ peer, /** @type {MediaStreamTrack} */ track) {
+  const sender = peer.senders.get('video');
   if (sender) void peer.replaceTrack(sender, track);
-  else remote.senders.set('screen', peer.addTrack(track, new MediaStream([track])));
+  else peer.senders.set('screen', peer.addTrack(track, new MediaStream([track])));
 }
 
 function stopScreen() {
@@ -493,13 +404,13 @@ function stopScreen() {
   local.screen.stop();
   local.screen = null;
   const camera = local.stream?.getVideoTracks()[0] ?? null;
-  for (const remote of remotes.values()) {
-    const sender = remote.senders.get('video');
-    if (sender) void remote.peer.replaceTrack(sender, camera);
-    const added = remote.senders.get('screen');
+  for (const { connection } of mesh.remotes()) {
+    const sender = connection.senders.get('video');
+    if (sender) void connection.replaceTrack(sender, camera);
+    const added = connection.senders.get('screen');
     if (added) {
-      remote.peer.removeTrack(added);
-      remote.senders.delete('screen');
+      connection.removeTrack(added);
+      connection.senders.delete('screen');
     }
   }
   view.setTileStream('self', local.stream ?? new MediaStream(), undefined);
@@ -516,7 +427,7 @@ view.on('hand', () => {
 });
 view.on('leave', () => {
   call.signaling?.close();
-  end('You left the call.', true);
+  end(config.endings.left, true);
 });
 
 // --- People and host actions ------------------------------------------------------------------
@@ -524,7 +435,7 @@ view.on('leave', () => {
 function updatePeople() {
   const people = [
     { id: call.self.id || 'self', name: call.self.name, role: call.self.role, self: true, hand: local.state.hand },
-    ...[...remotes.values()].map((remote) => ({ id: remote.id, name: remote.name, role: remote.role, self: false, hand: remote.state.hand })),
+    ...mesh.remotes().map((remote) => ({ id: remote.id, name: remote.name, role: remote.role, self: false, hand: remote.state.hand })),
   ];
   view.showPeople(people, isHost());
 }
@@ -558,8 +469,8 @@ view.on('chat', (text) => {
   }
   chat.add({ ...message, from: { id: call.self.id, name: call.self.name } });
   const payload = JSON.stringify(message);
-  for (const remote of remotes.values()) {
-    if (remote.peer.chatChannel.readyState === 'open') remote.peer.chatChannel.send(payload);
+  for (const { connection } of mesh.remotes()) {
+    if (connection.chatChannel.readyState === 'open') connection.chatChannel.send(payload);
   }
   showChat();
 });
@@ -595,14 +506,14 @@ function showChat() {
 // --- Files ------------------------------------------------------------------------------------
 
 view.on('file', (file, target) => {
-  const targets = target === 'all' ? [...remotes.values()] : [remotes.get(target)].filter(Boolean);
+  const targets = target === 'all' ? mesh.remotes() : mesh.remotes().filter((remote) => remote.id === target);
   if (!targets.length) {
     view.toast('There is nobody to send the file to yet.');
     return;
   }
-  for (const remote of /** @type {Remote[]} */ (targets)) {
+  for (const remote of targets) {
     const label = fileChannelLabel();
-    const channel = remote.peer.createDataChannel(label, { ordered: true });
+    const channel = remote.connection.createDataChannel(label, { ordered: true });
     const sender = new FileSender(channel, file, { name: file.name, mime: file.type });
     const row = view.addTransfer(
       { id: /** @type {string} */ (fileTransferId(label)), direction: 'out', name: file.name, size: file.size, who: remote.name },
@@ -641,12 +552,13 @@ function receiveFile(/** @type {Remote} */ remote, /** @type {RTCDataChannel} */
 // --- Quality and the end ----------------------------------------------------------------------
 
 setInterval(async () => {
+  /** @type {string | null} */
   let loudest = null;
   let loudestLevel = 0.02;
-  for (const remote of remotes.values()) {
+  for (const remote of mesh.remotes()) {
     try {
-      const stats = await remote.peer.getStatsSummary();
-      view.setTileQuality(remote.id, stats, remote.peer.connectionState);
+      const stats = await remote.connection.getStatsSummary();
+      view.setTileQuality(remote.id, stats, remote.connection.connectionState);
       if ((stats.audioLevel ?? 0) > loudestLevel && remote.state.audio) {
         loudest = remote.id;
         loudestLevel = stats.audioLevel ?? 0;
@@ -662,8 +574,7 @@ setInterval(async () => {
 function end(why, canJoinAgain) {
   if (call.ended) return;
   call.ended = true;
-  for (const remote of remotes.values()) remote.peer.close();
-  remotes.clear();
+  mesh.close();
   local.screen?.stop();
   for (const track of local.stream?.getTracks() ?? []) track.stop();
   stopMeter();
@@ -673,5 +584,8 @@ function end(why, canJoinAgain) {
 window.addEventListener('pagehide', () => call.signaling?.close());
 
 void prepare();
-void refreshPeopleInCall();
-const peoplePoll = setInterval(() => (call.welcomed || call.ended ? clearInterval(peoplePoll) : void refreshPeopleInCall()), 5000);
+// Never asked by someone the server would not tell: that would be a refusal every 5 s.
+if (config.mayListPeople) {
+  peoplePoll = setInterval(() => void refreshPeopleInCall(), 5000);
+  void refreshPeopleInCall();
+}

@@ -67,6 +67,7 @@ export async function openLocalMedia(devices, choice = {}) {
   const video = choice.videoDeviceId
     ? { deviceId: { exact: choice.videoDeviceId }, width: { ideal: 1280 }, height: { ideal: 720 } }
     : { width: { ideal: 1280 }, height: { ideal: 720 } };
+  /** @type {unknown} */
   let firstError = null;
   for (const constraints of [{ audio, video }, { audio }, { video }]) {
     try {

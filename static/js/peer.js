@@ -81,10 +81,10 @@ export class Peer extends EventTarget {
   #isSettingRemoteAnswerPending = false;
   /** @type {(RTCIceCandidateInit | null)[]} */
   #pendingCandidates = [];
-  // Until start() or the first remote offer, negotiationneeded is only noted:
-  // the protocol lets the newcomer alone send the first offer.
+  // Until start() or the first remote offer, negotiationneeded is ignored:
+  // the protocol lets the newcomer alone send the first offer, and that
+  // offer (or our answer) covers whatever was held back.
   #started = false;
-  #negotiationWanted = false;
   /** @type {unknown} */
   #rebuildTimer = null;
   #closed = false;
@@ -162,10 +162,7 @@ export class Peer extends EventTarget {
   start() {
     if (this.#started || this.#closed) return;
     this.#started = true;
-    if (this.#pc.signalingState === 'stable') {
-      this.#negotiationWanted = false;
-      void this.#offer();
-    }
+    if (this.#pc.signalingState === 'stable') void this.#offer();
   }
 
   /**
@@ -210,12 +207,6 @@ export class Peer extends EventTarget {
   }
 
   /**
-   * Open a channel the remote side receives as a `datachannel` event (file transfers).
-   *
-   * @param {string} label
-   * @param {RTCDataChannelInit} [init]
-   */
-  /**
    * Receive a kind of media without sending any (a receive-only participant).
    * @param {'audio' | 'video'} kind
    */
@@ -223,6 +214,12 @@ export class Peer extends EventTarget {
     return this.#pc.addTransceiver(kind, { direction: 'recvonly' });
   }
 
+  /**
+   * Open a channel the remote side receives as a `datachannel` event (file transfers).
+   *
+   * @param {string} label
+   * @param {RTCDataChannelInit} [init]
+   */
   createDataChannel(label, init) {
     return this.#pc.createDataChannel(label, init);
   }
@@ -241,10 +238,7 @@ export class Peer extends EventTarget {
 
   #onNegotiationNeeded() {
     if (this.#closed) return;
-    if (!this.#started) {
-      this.#negotiationWanted = true;
-      return;
-    }
+    if (!this.#started) return;
     void this.#offer();
   }
 
@@ -276,10 +270,9 @@ export class Peer extends EventTarget {
     this.#ignoreOffer = !this.polite && offerCollision;
     if (this.#ignoreOffer) return;
 
-    this.#started = true;
     // The browser fires negotiationneeded again on return to "stable" if the
     // change we held back is still not covered by this offer.
-    this.#negotiationWanted = false;
+    this.#started = true;
 
     this.#mark(`${description.type}-received`);
     this.#isSettingRemoteAnswerPending = description.type === 'answer';

@@ -117,6 +117,18 @@ def test_sign_up_with_mismatched_passwords_says_so_beside_the_field(client):
     assert not User.objects.filter(username="carol").exists()
 
 
+def test_the_sign_up_page_proposes_the_browsers_time_zone_until_the_form_is_sent(client):
+    """time-zone.js sets the marked field (tests/browser/test_sign_up.py watches it do so)."""
+    fresh = client.get(reverse("account_signup")).text
+    sent_back = client.post(reverse("account_signup"), {**SIGNUP, "password2": "other"}).text
+
+    assert re.search(r'<select name="time_zone" data-propose-browser-zone=""', fresh)
+    assert '<script type="module" src="/static/js/time-zone.js">' in fresh
+    # A form sent back with an error keeps the zone its person chose.
+    assert "data-propose-browser-zone" not in sent_back
+    assert '<option value="Europe/Berlin" selected>' in sent_back
+
+
 def test_sign_up_with_a_taken_username_says_so_beside_the_field(client):
     UserFactory(username="carol", email="other@example.com")
 

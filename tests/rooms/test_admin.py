@@ -2,6 +2,7 @@ import asyncio
 import csv
 import datetime as dt
 import io
+import re
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -553,6 +554,43 @@ def test_attendance_list_filters_and_searches(admin_client):
     assert listed(f"?room__id__exact={room.pk}") == {ann}
     assert listed("?role__exact=participant") == {bob}
     assert listed("?q=studio") == {bob}
+
+
+def test_the_attendance_list_says_who_was_in_which_call_and_when_on_the_24_hour_clock(
+    admin_client,
+):
+    room = RoomFactory(name="Lab")
+    meeting = MeetingFactory(room=room, title="Review", starts_at=TOMORROW_NINE)
+    joined = TOMORROW_NINE + dt.timedelta(hours=5, minutes=2)
+    Attendance.objects.create(
+        room=room,
+        meeting=meeting,
+        name="Ann",
+        role=Role.HOST,
+        joined_at=joined,
+        left_at=joined + dt.timedelta(minutes=40, seconds=5),
+    )
+    Attendance.objects.create(room=room, name="Bob", role=Role.PARTICIPANT, joined_at=joined)
+
+    page = admin_client.get(changelist(Attendance)).content.decode()
+
+    table = page.split('id="result_list"')[1]
+    headers = re.findall(r'<div class="text">(?:<a [^>]*>|<span>)([^<]+)<', table)
+    assert headers == ["Name", "Role", "Call", "Present", "Duration"]
+    day = f"{joined:%-d %b %Y}"
+    assert f'<td class="field-present">{day}, 14:02–14:42</td>' in page
+    assert f'<td class="field-present">{day}, 14:02–…</td>' in page
+    assert '<td class="field-call">Lab · Review</td>' in page
+    assert "p.m." not in page
+
+
+def test_the_admin_index_names_each_section_once(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    sections = re.findall(r"<caption>\s*<a [^>]*>([^<]+)</a>", page)
+    # Ours holds the users, allauth's ("Accounts") their email addresses.
+    assert {"Users", "Accounts"} <= set(sections)
+    assert len(sections) == len(set(sections)), sections
 
 
 def test_deleting_a_room_ends_its_call(admin_client, listener, django_capture_on_commit_callbacks):

@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 import re
 import zoneinfo
 
@@ -316,3 +317,28 @@ def test_a_signed_in_user_cannot_rename_a_guest_through_the_call_page(alice_clie
 
     assert response.status_code == 200
     assert "guest-name-form" not in response.text
+
+
+def call_config(page) -> dict:
+    match = re.search(r'<script id="call-config" type="application/json">(.*?)</script>', page.text)
+    assert match, "no call-config on the page"
+    return json.loads(match.group(1))
+
+
+def test_only_who_may_see_the_people_in_a_call_is_told_to_ask(user):
+    """A guest waiting in the lobby would get a refusal every 5 s: their page does not ask."""
+    room = RoomFactory(owner=user, lobby_enabled=True)
+    _, token = services.invitation_create(room=room, created_by=user, allow_guests=True)
+    guest = Client()
+    guest.post(reverse("rooms:invitation", args=[token]), {"name": "Gus"})
+    host = signed_in(user)
+    people_url = reverse("rooms:call_people", args=[room.slug])
+
+    host_config = call_config(host.get(room.get_call_url()))
+    guest_config = call_config(guest.get(room.get_call_url()))
+
+    assert host_config["mayListPeople"] is True
+    assert host.get(people_url).status_code == 200
+    assert guest_config["mayListPeople"] is False
+    assert guest.get(people_url).status_code == 403
+    assert guest_config["peopleUrl"] == people_url
