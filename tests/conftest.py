@@ -77,6 +77,100 @@ def redis_server():
     server.stop()
 
 
+# Janus's libraries, as Debian installs them; the tests give Janus a configuration of their own.
+JANUS_LIBRARIES = Path("/usr/lib/x86_64-linux-gnu/janus")
+JANUS_CONFIG = """
+general: {{
+    configs_folder = "{folder}"
+    plugins_folder = "{libraries}/plugins"
+    transports_folder = "{libraries}/transports"
+    events_folder = "{libraries}/events"
+    loggers_folder = "{libraries}/loggers"
+    debug_level = 4
+    api_secret = "{api_secret}"
+    admin_secret = "{admin_secret}"
+    session_timeout = 60
+}}
+media: {{ }}
+nat: {{ ice_ignore_list = "vmnet" }}
+plugins: {{ disable = "{plugins_off}" }}
+transports: {{ disable = "{transports_off}" }}
+loggers: {{ disable = "libjanus_jsonlog.so" }}
+events: {{ broadcast = false }}
+"""
+JANUS_WEBSOCKETS = """
+general: {{ json = "compact" ws = true ws_port = {port} ws_ip = "127.0.0.1" wss = false }}
+admin: {{
+    admin_ws = true admin_ws_port = {admin_port} admin_ws_ip = "127.0.0.1" admin_wss = false
+}}
+"""
+
+
+class JanusServer:
+    """A Janus of the test's own: VideoRoom and the WebSocket transport only, on free ports."""
+
+    api_secret = "test-api-secret"
+    admin_secret = "test-admin-secret"
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"ws://127.0.0.1:{self.admin_port}"
+
+    def start(self):
+        binary = shutil.which("janus")
+        if binary is None:
+            pytest.fail("janus is not installed: run `bash scripts/system-packages`")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        plugins = [path.name for path in (JANUS_LIBRARIES / "plugins").glob("*.so")]
+        transports = [path.name for path in (JANUS_LIBRARIES / "transports").glob("*.so")]
+        (self.folder / "janus.jcfg").write_text(
+            JANUS_CONFIG.format(
+                folder=self.folder,
+                libraries=JANUS_LIBRARIES,
+                api_secret=self.api_secret,
+                admin_secret=self.admin_secret,
+                plugins_off=",".join(p for p in plugins if p != "libjanus_videoroom.so"),
+                transports_off=",".join(t for t in transports if t != "libjanus_websockets.so"),
+            )
+        )
+        (self.folder / "janus.transport.websockets.jcfg").write_text(
+            JANUS_WEBSOCKETS.format(port=self.port, admin_port=self.admin_port)
+        )
+        (self.folder / "janus.plugin.videoroom.jcfg").write_text("general: { }\n")
+        with open(self.folder / "janus.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "-C", str(self.folder / "janus.jcfg"), "-F", str(self.folder)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port)
+        wait_for_port(self.admin_port)
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def janus_server(tmp_path_factory):
+    server = JanusServer(tmp_path_factory.mktemp("janus"))
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def user(db):
     return UserFactory(username="alice", display_name="Alice Liddell")
