@@ -30,12 +30,23 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
 
 
-class RedisServer:
+class OwnServer:
+    """A server process of the tests' own, which a test may stop and start again."""
+
+    process: subprocess.Popen | None = None
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+class RedisServer(OwnServer):
     """A redis-server of the test's own, on a free port, that can be stopped and started again."""
 
     def __init__(self):
         self.port = free_port()
-        self.process = None
 
     @property
     def url(self) -> str:
@@ -61,12 +72,6 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
-
-    def stop(self):
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +111,7 @@ admin: {{
 """
 
 
-class JanusServer:
+class JanusServer(OwnServer):
     """A Janus of the test's own: VideoRoom and the WebSocket transport only, on free ports."""
 
     api_secret = "test-api-secret"
@@ -116,7 +121,6 @@ class JanusServer:
         self.folder = folder
         self.port = free_port()
         self.admin_port = free_port()
-        self.process = None
 
     @property
     def url(self) -> str:
@@ -155,12 +159,6 @@ class JanusServer:
             )
         wait_for_port(self.port)
         wait_for_port(self.admin_port)
-
-    def stop(self):
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture(scope="session")
