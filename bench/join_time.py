@@ -60,7 +60,11 @@ django.setup()
 from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from tests.browser.conftest import CHROMIUM, DISABLED_FEATURES, GRANT_MEDIA, MEDIA_ARGS  # noqa: E402
+from tests.browser.conftest import (  # noqa: E402
+    GRANT_MEDIA,
+    disabled_features_of,
+    launch_chromium,
+)
 from tests.conftest import BASE_DIR, free_port, wait_for_port  # noqa: E402
 from tests.live_site import LiveSite, seed_call  # noqa: E402
 
@@ -187,25 +191,11 @@ def relay_process(port: int):
 
 def launch(playwright, camera: Path):
     """Launch Chromium as tests/browser/conftest.py does, with a small picture for the camera."""
-    probe = playwright.chromium.launch(
-        executable_path=CHROMIUM, args=[*MEDIA_ARGS, "--enable-automation"]
-    )
-    try:
-        command_line = probe.new_browser_cdp_session().send("Browser.getBrowserCommandLine")
-    finally:
-        probe.close()
-    found = [arg for arg in command_line["arguments"] if arg.startswith("--disable-features=")]
-    playwrights = found[-1] if found else ""
-    features = [*playwrights.partition("=")[2].split(","), *DISABLED_FEATURES]
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        ignore_default_args=[playwrights] if playwrights else [],
-        args=[
-            *MEDIA_ARGS,
-            GRANT_MEDIA,
-            f"--use-file-for-fake-video-capture={camera}",
-            "--disable-features=" + ",".join(filter(None, features)),
-        ],
+    return launch_chromium(
+        playwright,
+        disabled_features_of(playwright),
+        GRANT_MEDIA,
+        f"--use-file-for-fake-video-capture={camera}",
     )
 
 

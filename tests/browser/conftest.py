@@ -139,6 +139,10 @@ def playwright():
 
 @pytest.fixture(scope="module")
 def playwright_disabled_features(playwright) -> str:
+    return disabled_features_of(playwright)
+
+
+def disabled_features_of(playwright) -> str:
     """
     Return the --disable-features switch Playwright passes to Chromium.
 

@@ -38,6 +38,21 @@ def in_presence(call) -> list[str]:
     return sorted(get_presence().names(call.room.slug))
 
 
+def presence_entry(name: str, *, channel: str) -> dict:
+    """A participant's entry in presence with no connection of this process behind it."""
+    return {
+        "id": f"{name}-peer",
+        "name": name.title(),
+        "role": "participant",
+        "state": {"audio": True, "video": True, "screen": False, "hand": False},
+        "instance": f"{name}-page",
+        "channel": channel,
+        "user_id": None,
+        "guest_id": None,
+        "browser": "",
+    }
+
+
 async def open_attendance(call) -> list[str]:
     rows = Attendance.objects.filter(room=call.room, left_at__isnull=True)
     return sorted(await database_sync_to_async(lambda: [row.name for row in rows])())
@@ -140,17 +155,7 @@ async def test_a_signal_to_a_stalled_peer_is_refused_to_the_sender_who_stays(cal
     }
     olga = await join(call, call.owner)
     # A peer whose connection reads nothing: an entry in presence whose channel nobody drains.
-    stalled = {
-        "id": "stalled-peer",
-        "name": "Stalled",
-        "role": "participant",
-        "state": {"audio": True, "video": True, "screen": False, "hand": False},
-        "instance": "stalled-page",
-        "channel": await get_channel_layer().new_channel(),
-        "user_id": None,
-        "guest_id": None,
-        "browser": "",
-    }
+    stalled = presence_entry("stalled", channel=await get_channel_layer().new_channel())
     await get_presence().admit(call.room.slug, stalled, limit=12)
     ann = await join(call, call.ann)
     assert [peer["id"] for peer in ann.welcome["peers"] if peer["id"] == "stalled-peer"]
@@ -175,17 +180,7 @@ async def test_a_signal_to_a_stalled_peer_is_refused_to_the_sender_who_stays(cal
 async def test_a_peer_nobody_vouches_for_is_reported_lost_and_its_attendance_ended(call, settings):
     """The peer of a process that died just after it recorded the join, and before anything else."""
     settings.SIGNALING_PRESENCE_TTL = 0.6
-    ghost = {
-        "id": "ghost-peer",
-        "name": "Ghost",
-        "role": "participant",
-        "state": {"audio": True, "video": True, "screen": False, "hand": False},
-        "instance": "ghost-page",
-        "channel": "gone-process!ghost",
-        "user_id": None,
-        "guest_id": None,
-        "browser": "",
-    }
+    ghost = presence_entry("ghost", channel="gone-process!ghost")
     await get_presence().admit(call.room.slug, ghost, limit=12)
     await database_sync_to_async(Attendance.objects.create)(
         room=call.room, peer="ghost-peer", name="Ghost", role="participant"
