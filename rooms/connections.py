@@ -106,9 +106,9 @@ class AttendanceBook:
         self.leaves: list[tuple[int, asyncio.Future]] = []
         self.writer: asyncio.Task | None = None
 
-    async def join(self, **row) -> int:
-        """Record someone joining (see services.attendance_record); return the row's id."""
-        return await self.wait(self.joins, row)
+    async def join(self, **row) -> None:
+        """Record someone joining (see services.attendance_record); return once it is written."""
+        await self.wait(self.joins, row)
 
     async def leave(self, peer_id: str) -> None:
         """End a peer's attendance, whichever process recorded it."""
@@ -126,18 +126,15 @@ class AttendanceBook:
             joins, self.joins = self.joins, []
             leaves, self.leaves = self.leaves, []
             try:
-                rows = await database_sync_to_async(services.attendance_record)(
-                    joins=[row for row, _ in joins], leaves=[pk for pk, _ in leaves]
+                await database_sync_to_async(services.attendance_record)(
+                    joins=[row for row, _ in joins], leaves=[peer for peer, _ in leaves]
                 )
             except Exception as error:
                 for _, done in joins + leaves:
                     if not done.done():
                         done.set_exception(error)
                 continue
-            for (_, done), row in zip(joins, rows, strict=True):
-                if not done.done():
-                    done.set_result(row.pk)
-            for _, done in leaves:
+            for _, done in joins + leaves:
                 if not done.done():
                     done.set_result(None)
 
