@@ -1,6 +1,10 @@
 """
-Run the bench: `make bench`, or `python -m bench [--only steady,burst,idle,storm,chromium]
-[--sockets 100,400,1000,2000] [--rate 1000] [--quick] [--json PATH]`.
+Run the bench: `make bench`, or `python -m bench [--only steady,burst,idle,storm,chromium,
+sfu-room,sfu-browsers] [--sockets 100,400,1000,2000] [--rate 1000] [--quick] [--json PATH]`.
+
+The two media-server scenarios (bench/sfu_room.py: the largest room one Janus serves with aiortc
+clients; bench/sfu_browsers.py: per-browser CPU and bitrate of a call of six, mesh against SFU)
+take minutes: a --quick run leaves them out unless --only names them.
 
 Every scenario runs against the bare relay, the daphne floor and the site (and the site with
 Redis, or PostgreSQL, where the table asks), each on a fresh server process, and the table gives
@@ -42,7 +46,9 @@ from bench.servers import (
     claim_cores,
 )
 
-SCENARIOS = ("steady", "burst", "idle", "storm", "chromium")
+SCENARIOS = ("steady", "burst", "idle", "storm", "chromium", "sfu-room", "sfu-browsers")
+# Slow: a quick run leaves them out unless --only names them.
+SLOW_SCENARIOS = ("sfu-room", "sfu-browsers")
 BASELINES = (RELAY, FLOOR)
 # The site's per-connection limit would close a burst's sender; the burst raises it (the limiter's
 # code still runs for every message).
@@ -68,6 +74,15 @@ class Plan:
     storm_size: int = 6
     storm_repeats: int = 5
     chromium_repeats: int = 5
+    # sfu-room: people added one at a time up to this many; settling and measured seconds each.
+    sfu_max_people: int = 16
+    sfu_settle: float = 5
+    sfu_window: float = 6
+    # sfu-browsers: a call of this many Chromium processes, the camera asked for this height.
+    browsers_people: int = 6
+    browsers_height: int = 720
+    browsers_settle: float = 10
+    browsers_window: float = 10
     # On a shared machine: measure up to this many times while other work disturbs the
     # measurement (report.disturbance), each after waiting up to quiet_seconds for quiet.
     attempts: int = 3
@@ -92,6 +107,12 @@ class Plan:
             storm_size=3,
             storm_repeats=1,
             chromium_repeats=1,
+            sfu_max_people=3,
+            sfu_settle=1,
+            sfu_window=2,
+            browsers_people=3,
+            browsers_settle=2,
+            browsers_window=3,
             attempts=1,
             quiet_seconds=0,
             quick=True,
@@ -289,6 +310,44 @@ def run_chromium(plan: Plan, results: dict, all_cores: set[int], priority: int) 
     say(f"chromium: {results['chromium']}")
 
 
+def run_sfu_room(plan: Plan, results: dict, run_dir: Path) -> None:
+    """The largest room one Janus serves (bench/sfu_room.py), on servers of its own."""
+    try:
+        measure = importlib.import_module("bench.sfu_room").measure
+        results["sfu-room"] = measure(
+            run_dir / "sfu-room",
+            max_people=plan.sfu_max_people,
+            settle=plan.sfu_settle,
+            window=plan.sfu_window,
+            say=say,
+        )
+    except Exception as error:
+        results["sfu-room"] = {"error": f"{type(error).__name__}: {error}"}
+    say(report.sfu_room_summary(results["sfu-room"]))
+
+
+def run_sfu_browsers(
+    plan: Plan, results: dict, run_dir: Path, all_cores: set[int], priority: int
+) -> None:
+    """A call of six Chromium processes, mesh then SFU (bench/sfu_browsers.py)."""
+    # The browsers share the machine as they find it, as in the Chromium row.
+    os.sched_setaffinity(0, all_cores)
+    os.setpriority(os.PRIO_PROCESS, 0, priority)
+    try:
+        measure = importlib.import_module("bench.sfu_browsers").measure
+        results["sfu-browsers"] = measure(
+            run_dir / "sfu-browsers",
+            people=plan.browsers_people,
+            height=plan.browsers_height,
+            settle=plan.browsers_settle,
+            window=plan.browsers_window,
+            say=say,
+        )
+    except Exception as error:
+        results["sfu-browsers"] = {"error": f"{type(error).__name__}: {error}"}
+        say(f"sfu-browsers: {results['sfu-browsers']['error']}")
+
+
 def machine(pinning: str) -> dict:
     def version(package: str) -> str:
         try:
@@ -329,15 +388,25 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         description="The signaling server under load, against a bare relay and the daphne floor.",
     )
     parser.add_argument(
-        "--only", default=",".join(SCENARIOS), help=f"scenarios to run, of {','.join(SCENARIOS)}"
+        "--only",
+        help=f"scenarios to run, of {','.join(SCENARIOS)} (all of them; with --quick, all but "
+        f"{','.join(SLOW_SCENARIOS)})",
     )
     parser.add_argument("--sockets", help="socket counts for steady, e.g. 100,400,1000,2000")
     parser.add_argument("--rate", type=float, help="signals per second in all, for steady")
     parser.add_argument("--duration", type=float, help="seconds measured in steady")
     parser.add_argument("--quick", action="store_true", help="tiny numbers: a smoke test")
+    parser.add_argument(
+        "--browsers-height",
+        type=int,
+        help="sfu-browsers: the camera height the pages ask for (720, the page's own; or 360)",
+    )
     parser.add_argument("--json", type=Path, help="save every figure to this file")
     parser.add_argument("--postgres-url", default=POSTGRES_URL, help="a maintenance database")
     args = parser.parse_args(argv)
+    if args.only is None:
+        chosen = [s for s in SCENARIOS if not (args.quick and s in SLOW_SCENARIOS)]
+        args.only = ",".join(chosen)
     unknown = set(args.only.split(",")) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
@@ -353,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             plan.target_sockets = max(plan.sockets)
     plan.rate = args.rate or plan.rate
     plan.duration = args.duration or plan.duration
+    plan.browsers_height = args.browsers_height or plan.browsers_height
     only = args.only.split(",")
 
     all_cores = os.sched_getaffinity(0)
@@ -394,8 +464,12 @@ def main(argv: list[str] | None = None) -> int:
         ):
             if scenario in only:
                 run(servers, plan, results)
+    if "sfu-room" in only:
+        run_sfu_room(plan, results, run_dir)
     if "chromium" in only:
         run_chromium(plan, results, all_cores, priority)
+    if "sfu-browsers" in only:
+        run_sfu_browsers(plan, results, run_dir, all_cores, priority)
     results["seconds"] = time.monotonic() - started
 
     say("")

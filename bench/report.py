@@ -273,6 +273,79 @@ def chromium_rows(results: dict, plan) -> list[Row]:
     return [row]
 
 
+def sfu_room_summary(figures: dict) -> str:
+    """One line for the sfu-room scenario (bench/sfu_room.py): the room it served, whose limit."""
+    if "error" in figures:
+        return f"sfu-room: {figures['error']}"
+    largest = figures.get("largest_served")
+    text = f"sfu-room: largest room served {largest or 'none'}; stopped: {figures['stopped']}"
+    if figures.get("janus_cpu_per_forwarded_stream") is not None:
+        text += (
+            f"; Janus {figures['janus_cpu_per_forwarded_stream']:.2%} of a core per forwarded "
+            f"video stream (about {figures['janus_streams_per_core']} streams per core)"
+        )
+    return text
+
+
+def sfu_rows(results: dict, plan) -> list[Row]:
+    """The media server's rows: the largest room (sfu-room), browsers mesh vs SFU."""
+    rows = []
+    room = results.get("sfu-room")
+    if room is not None:
+        row = Row(
+            "SFU room (bench/sfu_room.py): largest room one Janus serves, aiortc clients "
+            "publishing 640x360 at 30 fps and decoding everyone",
+            target="each subscriber decodes ≥ 90% of each publisher's frames",
+        )
+        problem = failed(room)
+        served = [step for step in room.get("steps", []) if step.get("served")]
+        if problem:
+            row.site, row.result = problem, "ERROR"
+        elif not served:
+            row.site, row.result = f"none: {room['stopped']}", "FAIL"
+        else:
+            top = served[-1]
+            row.site = (
+                f"{top['people']} people ({top['forwarded_video_streams']} streams): Janus "
+                f"{top['janus_cpu']:.0%}, load {top['load_cpu']:.0%} of a core; "
+                f"{room['janus_cpu_per_forwarded_stream']:.2%} of a core per stream"
+            )
+            row.result = {
+                "load generator": "LOAD-BOUND",
+                "room size": "ALL SEATS",
+            }.get(room["limited_by"], f"{top['people'] + 1} FAILS")
+        rows.append(row)
+    browsers = results.get("sfu-browsers")
+    if browsers is not None:
+        people = browsers.get("people", plan.browsers_people)
+        camera = browsers.get("camera", "")
+        mesh = browsers.get("mesh", {})
+        for mode in ("mesh", "sfu"):
+            figures = browsers.get(mode)
+            if figures is None and "error" not in browsers:
+                continue
+            row = Row(
+                f"{people} Chromium processes in a call, {mode} ({camera}): median browser's "
+                "CPU, video out"
+            )
+            if figures is None or failed(figures):
+                row.site, row.result = failed(figures or browsers) or "–", "ERROR"
+            elif "skipped" in figures:
+                row.site, row.result = figures["skipped"][:80], "SKIPPED"
+            else:
+                row.site = (
+                    f"{figures['cpu_median']:.0%} of a core, "
+                    f"{figures['video_kbps_out_median'] / 1000:.2f} Mbit/s"
+                    + (" (machine saturated)" if figures["saturated"] else "")
+                )
+                if mode == "sfu" and mesh and "cpu_median" in mesh:
+                    cpu = times(figures["cpu_median"], mesh["cpu_median"])
+                    kbps = times(figures["video_kbps_out_median"], mesh["video_kbps_out_median"])
+                    row.ratio = f"CPU ×{cpu:.2g} mesh, bitrate ×{kbps:.2g} mesh"
+            rows.append(row)
+    return rows
+
+
 def rows(results: dict, plan) -> list[Row]:
     return [
         *steady_rows(results, plan),
@@ -280,6 +353,7 @@ def rows(results: dict, plan) -> list[Row]:
         *idle_rows(results, plan),
         *storm_rows(results, plan),
         *chromium_rows(results, plan),
+        *sfu_rows(results, plan),
     ]
 
 
@@ -394,4 +468,26 @@ def notes(results: dict) -> list[str]:
                 for phase in BURST_PHASES:
                     if isinstance(runs, dict) and phase in runs:
                         look(f"{scenario} ({phase.replace('_', ' ')}), {key}", runs[phase])
+    room = results.get("sfu-room")
+    if room and room.get("limited_by") == "load generator":
+        found.append(
+            "sfu-room: the load generator saturated its core before Janus dropped frames: the "
+            "limit found is this machine's, not Janus's; Janus's CPU per forwarded stream "
+            f"({room.get('janus_cpu_per_forwarded_stream', math.nan):.2%} of a core) is the figure "
+            "to extrapolate from"
+        )
+    if room:
+        look("sfu-room", {key: room[key] for key in ("error", "server_log") if key in room})
+    for mode, figures in (results.get("sfu-browsers") or {}).items():
+        if isinstance(figures, dict) and figures.get("saturated"):
+            found.append(
+                f"sfu-browsers, {mode}: the machine was {figures['machine_busy']:.0%} busy over "
+                "the window: each browser's CPU is its share of a saturated machine, and encoders "
+                f"sent {', '.join(figures['sent_sizes'])}"
+                + (
+                    f" (limited by {', '.join(figures['quality_limited_by'])})"
+                    if figures["quality_limited_by"]
+                    else ""
+                )
+            )
     return found

@@ -54,8 +54,13 @@ LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+")
 POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 
 
+# The cores this process may use as it starts: claim_cores() narrows its own to the load's core,
+# and whether the servers can have another one must not change with that.
+STARTING_CORES = frozenset(os.sched_getaffinity(0))
+
+
 def can_pin() -> bool:
-    return shutil.which("taskset") is not None and len(os.sched_getaffinity(0)) >= 2
+    return shutil.which("taskset") is not None and {SERVER_CORE, LOAD_CORE} <= STARTING_CORES
 
 
 def pinned(command: list[str], core: int) -> list[str]:

@@ -341,8 +341,18 @@ TURN_URLS = env_list("TURN_URLS", [])
 TURN_SECRET = os.environ.get("TURN_SECRET", "")
 # How long a TURN credential handed to a browser stays valid, in seconds.
 TURN_CREDENTIAL_LIFETIME = env_int("TURN_CREDENTIAL_LIFETIME", 4 * 3600)
-# Hard limit on people in one call; a room's own limit cannot exceed it.
-ROOM_MAX_PARTICIPANTS_LIMIT = 12
+# Janus media servers, the SFU that carries calls past the mesh: the addresses of their WebSocket
+# API (private: only the site talks to it), comma-separated, e.g. ws://10.0.0.5:8188. Each live
+# call is placed on one. Empty: every call is peer-to-peer.
+JANUS_URLS = env_list("JANUS_URL", [])
+# Janus's api_secret (janus.jcfg, general: api_secret), sent with every request.
+JANUS_API_SECRET = os.environ.get("JANUS_API_SECRET", "")
+# Hard limits on people in one call, peer-to-peer and through a media server; a room's own limit
+# cannot exceed the one that applies to it.
+MESH_MAX_PARTICIPANTS = 12
+SFU_MAX_PARTICIPANTS = 50
+# A room set to automatic moves its call to the media server when this many people are in it.
+SFU_FROM_PARTICIPANTS = env_int("SFU_FROM_PARTICIPANTS", 5)
 # Signaling: messages a connection may send per second (bursts up to the bucket size).
 SIGNALING_RATE_PER_SECOND = env_int("SIGNALING_RATE_PER_SECOND", 50)
 SIGNALING_RATE_BURST = env_int("SIGNALING_RATE_BURST", 200)
@@ -352,3 +362,9 @@ SIGNALING_PRESENCE_TTL = env_int("SIGNALING_PRESENCE_TTL", 30)
 # While Redis is out of reach (a restart), calls keep their connections and retry for this many
 # seconds; past that a connection closes with 1013 and the page connects again.
 SIGNALING_OUTAGE_GRACE = env_int("SIGNALING_OUTAGE_GRACE", 15)
+# Files shared in calls through the media server are uploaded to the site and kept under
+# MEDIA_ROOT/call-files/ until the call ends or `manage.py clearcallfiles` finds them old. Django
+# serves them itself, to the people in the room only: never expose MEDIA_ROOT on the web server.
+MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT") or BASE_DIR / "media")
+# The largest file one can share that way, in bytes; the reverse proxy must let such a body through.
+CALL_FILE_MAX_BYTES = env_int("CALL_FILE_MAX_BYTES", 100 * 1024 * 1024)

@@ -196,7 +196,7 @@ class RoomAdmin(admin.ModelAdmin):
         "ended_at",
     ]
     list_display_links = ["name"]
-    list_filter = ["access", "locked", "lobby_enabled"]
+    list_filter = ["access", "locked", "lobby_enabled", "media"]
     list_select_related = ["owner"]
     search_fields = ["name", "slug", "owner__username", "owner__email"]
     autocomplete_fields = ["owner", "co_hosts"]
@@ -231,7 +231,15 @@ class RoomAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("in the call now"))
     def live_participants(self, room):
-        return live.participant_count(room.slug)
+        """How many are in the live call, and how it carries video: peer-to-peer or on which
+        media server."""
+        count = live.participant_count(room.slug)
+        if not count:
+            return 0
+        media = live.call_media(room.slug)
+        if media is None:
+            return _("%(count)d, peer-to-peer") % {"count": count}
+        return _("%(count)d, on %(server)s") % {"count": count, "server": media["server"]}
 
     @admin.display(description=_("next meeting"))
     def next_meeting(self, room):

@@ -37,7 +37,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import User
 from conference.websocket import session_of, user_of
-from rooms import live, selectors, services, signaling, turn
+from rooms import live, selectors, services, sfu, signaling, turn
 from rooms.connections import OUTAGE_ERRORS, ServiceUnavailable, connections, retrying
 from rooms.models import Guest, Role, Room
 from rooms.presence import Admission, get_presence, public_peer
@@ -62,6 +62,8 @@ class Arrival:
     meeting_id: int | None = None
     occurrence_starts_at: dt.datetime | None = None
     occurrence_ends_at: dt.datetime | None = None
+    # From how many people the call goes through the media server (0: never).
+    sfu_from: int = 0
 
     @property
     def person(self) -> str:
@@ -96,7 +98,8 @@ def arrive(slug: str, scope) -> Arrival:
         decision=dataclasses.replace(decision, occurrence=None),
         room_id=room.pk,
         room_name=room.name,
-        room_limit=min(room.max_participants, settings.ROOM_MAX_PARTICIPANTS_LIMIT),
+        room_limit=room.participant_limit(),
+        sfu_from=sfu_threshold(room),
         locked=room.locked,
         ended=room.ended_at is not None,
         user_id=user.pk if user.is_authenticated else None,
@@ -106,6 +109,13 @@ def arrive(slug: str, scope) -> Arrival:
         occurrence_starts_at=occurrence.starts_at if occurrence else None,
         occurrence_ends_at=occurrence.ends_at if occurrence else None,
     )
+
+
+def sfu_threshold(room: Room) -> int:
+    """Return from how many people a room's call goes through the media server (0: never)."""
+    if not room.may_use_sfu():
+        return 0
+    return 1 if room.media == Room.Media.SFU else settings.SFU_FROM_PARTICIPANTS
 
 
 @database_sync_to_async
@@ -194,6 +204,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             settings.SIGNALING_RATE_PER_SECOND, settings.SIGNALING_RATE_BURST
         )
         self.last_heard = time.monotonic()
+        self.media = None  # the call's media server record while it is in sfu mode
+        self.participant = None  # this connection's media in it
+        self.media_ready = None  # the participant's start
+        self.mover = None  # the task that moves the call off a lost media server
         # Accept first: a close before accepting reaches the client as a bare HTTP 403.
         await self.accept()
 
@@ -207,6 +221,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.attendance = None  # the task that records it, once in the call
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
         page = query.get("instance", [""])[0]
+        self.protocol = 2 if query.get("protocol", [""])[0] == "2" else 1
         self.entry = {
             "id": self.peer_id,
             "instance": signaling.peer_instance(self.arrival.person, page),
@@ -266,6 +281,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await connections().report_gone(
             self.slug, admission.departed, newcomer=self.entry["instance"]
         )
+        media = await self.decide_media(len(admission.others) + 1)
+        if self.protocol < 2 and (media is not None or self.arrival.sfu_from == 1):
+            self.leave_reason = signaling.LEFT
+            await self.close_with(signaling.PROTOCOL_UNSUPPORTED)
         # The others hear of the newcomer before it hears of them: were it the other way round, a
         # page that reconnects at once could have its older connection's peer-left overtaken by
         # that connection's own, late, peer-joined.
@@ -276,8 +295,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 peers=self.peers.values(),
                 ice_servers=turn.ice_servers(peer_id=self.peer_id),
                 room={"slug": self.slug, "name": self.arrival.room_name, "locked": self.locked},
+                protocol=self.protocol,
+                media_mode=signaling.MESH if media is None else signaling.SFU,
             )
         )
+        if media is not None:
+            await self.use_media(media, announce=False)
         if self.is_host:
             await self.tell_of_lobby()
         if was_waiting:
@@ -301,6 +324,118 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("could not record attendance of %s in %s", self.peer_id, self.slug)
         self.attendance = None  # done: a thousand idle connections need not keep a thousand tasks
+
+    # --- The media server ---------------------------------------------------------------------
+
+    async def decide_media(self, count: int) -> dict | None:
+        """
+        Return the call's media server record (None: the call is a mesh), moving the call to the
+        media server when this newcomer brings it to the room's threshold. Once there, a call
+        stays until everyone has left: it does not flap as people come and go.
+        """
+        media = await retrying(self.presence.media, self.slug)
+        # A protocol 1 client cannot take part there: it never moves a call to the media server.
+        threshold = self.arrival.sfu_from if self.protocol >= 2 else 0
+        if media is not None or not threshold or count < threshold:
+            return media
+        record = {"mode": signaling.SFU, "server": sfu.media_servers().place(self.slug)}
+        record["generation"] = 1
+        media = await retrying(self.presence.set_media, self.slug, record)
+        if media == record and count > 1:  # this connection moved a call already under way
+            await self.tell_room({"type": "media.moved", "media": media})
+        return media
+
+    async def use_media(self, media: dict, *, announce: bool) -> None:
+        """Take part in the call on this media server: open a session there, tell the page."""
+        await self.drop_media()
+        self.media = media
+        self.participant = sfu.Participant(
+            server=media["server"],
+            room_id=self.arrival.room_id,
+            peer_id=self.peer_id,
+            tell=self.send_json,
+            lost=self.media_lost,
+        )
+        self.media_ready = asyncio.ensure_future(self.participant.start())
+        self.media_ready.add_done_callback(self.media_started)
+        if announce:
+            await self.send_json(signaling.media_mode(signaling.SFU))
+
+    def media_started(self, start: asyncio.Future) -> None:
+        if self.has_left:
+            return
+        error = start.exception()
+        if error is not None:
+            logger.warning("media of %s in %s could not start: %s", self.peer_id, self.slug, error)
+            if isinstance(error, ConnectionError | TimeoutError | sfu.JanusError):
+                self.media_lost()
+
+    async def drop_media(self) -> None:
+        participant, self.participant = getattr(self, "participant", None), None
+        if participant is not None:
+            # Not cancelled: a start cut short could leave a session in Janus that nobody ends.
+            await asyncio.wait([self.media_ready])
+            await participant.close()
+
+    def media_lost(self) -> None:
+        """The media server went away: move the call to one that answers (once per process)."""
+        if self.mover is None and not self.has_left:
+            self.mover = asyncio.ensure_future(self.move_media(self.media))
+
+    async def move_media(self, lost: dict) -> None:
+        """Find a media server that answers, and move the call there unless another did."""
+        servers = sfu.media_servers()
+        servers.mark_down(lost["server"])
+        try:
+            for attempt in range(120):
+                server = servers.place(self.slug, avoiding=lost["server"] if attempt < 3 else "")
+                try:
+                    await servers.get(server)
+                    break
+                except ConnectionError:
+                    await asyncio.sleep(1)
+            else:
+                logger.error("no media server answers for the call in %s", self.slug)
+                return
+            record = {"mode": signaling.SFU, "server": server}
+            record["generation"] = lost["generation"] + 1
+            media = await retrying(
+                self.presence.set_media, self.slug, record, replacing=lost["generation"]
+            )
+            if media is not None:
+                await self.tell_room({"type": "media.moved", "media": media})
+        finally:
+            self.mover = None
+
+    async def media_moved(self, event):
+        """The call moved to the media server, or to another one: publish there anew."""
+        media = event["media"]
+        if not self.admitted or (self.media and self.media["generation"] >= media["generation"]):
+            return
+        if self.protocol < 2:
+            self.leave_reason = signaling.LEFT
+            await self.close_with(signaling.PROTOCOL_UNSUPPORTED)
+        await self.use_media(media, announce=True)
+
+    async def media_call(self, operation: str, *args):
+        """Run an operation of this connection's media; tell the page when it fails."""
+        participant, ready = self.participant, self.media_ready
+        if participant is None:
+            await self.send_error(
+                signaling.WRONG_MODE, _("This call is peer-to-peer: use signal messages.")
+            )
+            return None
+        await asyncio.wait([ready])
+        try:
+            ready.result()
+            return await getattr(participant, operation)(*args)
+        except (sfu.JanusError, ConnectionError, TimeoutError) as error:
+            await self.send_error(
+                signaling.MEDIA_UNAVAILABLE,
+                _("The media server could not do that (%(reason)s); try again shortly.")
+                % {"reason": error},
+            )
+            return None
 
     def register(self):
         """The peer is in presence: from now on this process's timer vouches for it."""
@@ -342,6 +477,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.has_left = True
         registry = connections()
         registry.forget(self)
+        if getattr(self, "mover", None) is not None:
+            self.mover.cancel()
+        await self.drop_media()
         if self.attendance is not None:
             await self.attendance  # it may still be writing the row that departing ends
         if self.registered:
@@ -408,8 +546,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def on_signal(self, *, to: str, data: dict):
         peer = self.peers.get(to)
-        if peer is None:
-            return  # gone already, or never here: dropped, as the protocol says
+        if peer is None or self.media is not None:
+            return  # gone already, never here, or no mesh to negotiate: dropped, as documented
         event = {
             "type": "signal.relay",
             "room": self.slug,
@@ -424,6 +562,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
 
     async def on_state(self, *, state: dict):
+        if self.participant is not None and state["audio"] and not self.entry["state"]["audio"]:
+            await self.media_call("unmute_self")  # a host's mute ends when they unmute
         self.entry["state"] = state
         await retrying(self.presence.update, self.slug, self.entry)
         await self.tell_room({"type": "peer.state", "id": self.peer_id, "state": state})
@@ -454,12 +594,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await kick(self.arrival, peer)
         except ValidationError as error:
             await self.send_error(signaling.BAD_VALUE, " ".join(error.messages))
+            return
+        if self.participant is not None and id in self.peers:
+            await self.media_call("kick", id)  # their streams stop now, whatever their page does
 
     async def on_mute(self, *, id: str):  # noqa: A002
         peer = self.peers.get(id)
         if peer is not None:
             by = {"id": self.peer_id, "name": self.entry["name"]}
             await self.send_to(peer["channel"], {"type": "peer.mute", "by": by})
+            if self.participant is not None:
+                await self.media_call("mute", id)  # silenced in the media server as well
 
     async def on_lock(self, *, locked: bool):
         # The service tells every connection in the room, this one included, once committed.
@@ -467,6 +612,38 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def on_end(self):
         await end_call(self.arrival.room_id, self.peer_id)
+
+    async def on_publish(self, *, feed: str, description: dict):
+        answer = await self.media_call("publish", feed, description)
+        if answer is not None:
+            await self.send_json(signaling.published(feed, answer))
+
+    async def on_unpublish(self, *, feed: str):
+        await self.media_call("unpublish", feed)
+
+    async def on_subscribe_answer(self, *, description: dict):
+        await self.media_call("answered", description)
+
+    async def on_receive(self, *, streams: list):
+        await self.media_call("receive", streams)
+
+    async def on_trickle(self, *, target: str, candidate: dict | None):
+        await self.media_call("trickle", target, candidate)
+
+    async def on_chat(self, **message):
+        if self.participant is None:
+            await self.send_error(
+                signaling.WRONG_MODE, _("This call is peer-to-peer: chat goes on data channels.")
+            )
+            return
+        sender = {"id": self.peer_id, "name": self.entry["name"]}
+        await self.tell_room({"type": "chat.message", "message": message, "sender": sender})
+
+    async def on_chat_history(self, *, to: str, messages: list):
+        peer = self.peers.get(to)
+        if peer is not None and self.participant is not None:
+            event = {"type": "chat.history", "sender": self.peer_id, "messages": messages}
+            await self.send_to(peer["channel"], event)
 
     HANDLERS = {
         signaling.SIGNAL: on_signal,
@@ -477,6 +654,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         signaling.MUTE: on_mute,
         signaling.LOCK: on_lock,
         signaling.END: on_end,
+        signaling.PUBLISH: on_publish,
+        signaling.UNPUBLISH: on_unpublish,
+        signaling.SUBSCRIBE_ANSWER: on_subscribe_answer,
+        signaling.RECEIVE: on_receive,
+        signaling.TRICKLE: on_trickle,
+        signaling.CHAT: on_chat,
+        signaling.CHAT_HISTORY: on_chat_history,
     }
 
     async def send_error(self, code: str, message: str):
@@ -576,8 +760,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.admitted:
             await self.send_json(signaling.room_state(locked=event["locked"]))
 
+    async def chat_message(self, event):
+        if self.admitted and self.protocol >= 2:
+            await self.send_json(signaling.chat(event["message"], sender=event["sender"]))
+
+    async def chat_history(self, event):
+        if self.admitted and event["sender"] in self.peers:
+            await self.send_json(signaling.chat_history(event["messages"], sender=event["sender"]))
+
+    async def call_file(self, event):
+        if self.admitted and self.protocol >= 2:
+            await self.send_json(signaling.file_shared(event["file"]))
+
     async def room_end(self, event):
         self.leave_reason = signaling.LEFT
+        if self.participant is not None and event.get("by") in ("", self.peer_id):
+            await self.media_call("destroy_room")  # the media server's room closes with the call
         by_me = event.get("by") == self.peer_id
         await self.close_with(signaling.ENDED, message=signaling.ended_message(by_you=by_me))
 

@@ -2,6 +2,7 @@ import datetime as dt
 import zoneinfo
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -22,10 +23,16 @@ class RoomForm(forms.ModelForm):
             "access",
             "lobby_enabled",
             "max_participants",
+            "media",
             "opens_minutes_before",
             "locked",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not settings.JANUS_URLS:
+            del self.fields["media"]  # without a media server every call is peer-to-peer
 
 
 class MeetingForm(forms.Form):

@@ -46,9 +46,24 @@ def access_changed(slug: str) -> None:
     notify(slug, {"type": "access.changed"})
 
 
+def call_file(slug: str, file: dict) -> None:
+    """Announce a file shared in the call: id, name, size, mime, sha256, url, and who sent it."""
+    notify(slug, {"type": "call.file", "file": file})
+
+
 def participant_count(slug: str) -> int:
     """Return how many people are in the room's call now (not counting the lobby)."""
     return get_presence().count(slug)
+
+
+def peer_in_call(slug: str, peer_id: str) -> dict | None:
+    """Return the entry of a peer in the room's call now (not its lobby), if it is there."""
+    return get_presence().entry_now(slug, peer_id)
+
+
+def call_media(slug: str) -> dict | None:
+    """Return how the room's live call carries media: None (peer-to-peer) or its media server."""
+    return get_presence().media_now(slug)
 
 
 def participant_names(slug: str) -> list[str]:

@@ -3,7 +3,8 @@ import secrets
 import uuid
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
@@ -47,12 +48,28 @@ class Room(models.Model):
     locked = models.BooleanField(
         _("locked"), default=False, help_text=_("Nobody but hosts can join a locked room.")
     )
+
+    class Media(models.TextChoices):
+        AUTOMATIC = "auto", _("Automatic: peer-to-peer up to 4 people, then the media server")
+        MESH = "mesh", _("Always peer-to-peer")
+        SFU = "sfu", _("Always through the media server")
+
     max_participants = models.PositiveSmallIntegerField(
         _("maximum participants"),
         default=6,
-        validators=[MinValueValidator(2), MaxValueValidator(12)],
+        validators=[MinValueValidator(2), MaxValueValidator(50)],
         help_text=_(
-            "At most 12. Calls are peer-to-peer (a mesh): video stays good up to about six people."
+            "At most 12 in a peer-to-peer call; up to 50 where the site has a media server."
+        ),
+    )
+    media = models.CharField(
+        _("how video travels"),
+        max_length=4,
+        choices=Media.choices,
+        default=Media.AUTOMATIC,
+        help_text=_(
+            "Peer-to-peer, every browser sends its video to every other one: best for small "
+            "calls. Through the media server (when the site has one), each sends it once."
         ),
     )
     opens_minutes_before = models.PositiveSmallIntegerField(
@@ -77,8 +94,11 @@ class Room(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(max_participants__gte=2, max_participants__lte=12),
-                name="room_max_participants_2_to_12",
+                condition=Q(max_participants__gte=2, max_participants__lte=50),
+                name="room_max_participants_2_to_50",
+            ),
+            models.CheckConstraint(
+                condition=Q(media__in=["auto", "mesh", "sfu"]), name="room_media_valid"
             ),
             models.CheckConstraint(
                 condition=Q(opens_minutes_before__lte=240), name="room_opens_at_most_4h_before"
@@ -96,6 +116,32 @@ class Room(models.Model):
 
     def get_call_url(self):
         return reverse("rooms:call", kwargs={"slug": self.slug})
+
+    def clean(self):
+        super().clean()
+        if self.max_participants and self.max_participants > self.largest_call():
+            raise ValidationError(
+                {
+                    "max_participants": _(
+                        "At most %(limit)s people fit in a call of this room: more need the "
+                        "media server, which this site does not have or the room does not use."
+                    )
+                    % {"limit": self.largest_call()}
+                }
+            )
+
+    def may_use_sfu(self) -> bool:
+        """Return whether this room's calls may go through a media server."""
+        return bool(settings.JANUS_URLS) and self.media != self.Media.MESH
+
+    def largest_call(self) -> int:
+        return (
+            settings.SFU_MAX_PARTICIPANTS if self.may_use_sfu() else settings.MESH_MAX_PARTICIPANTS
+        )
+
+    def participant_limit(self) -> int:
+        """Return how many people the call takes: the room's own limit, within its media's."""
+        return min(self.max_participants, self.largest_call())
 
     def is_host(self, user) -> bool:
         """Return whether this user is the owner or a co-host (not counting invitations)."""
@@ -426,3 +472,68 @@ class Attendance(models.Model):
     @property
     def duration(self):
         return self.left_at - self.joined_at if self.left_at else None
+
+
+# The storage folder (under MEDIA_ROOT) of the files shared in calls.
+CALL_FILE_FOLDER = "call-files"
+
+
+def call_file_path(call_file: "CallFile", filename: str) -> str:
+    """Store a call's file under its id alone: the name its sender gave never reaches the disk."""
+    return f"{CALL_FILE_FOLDER}/{call_file.pk.hex}"
+
+
+class CallFile(models.Model):
+    """
+    A file shared in a call through the media server: uploaded once, downloaded by the others.
+
+    Kept until the call ends (`services.call_files_delete`) or `manage.py clearcallfiles` finds it
+    old. `name` has no path and no markup (`services.call_file_name`); `mime` is what the sender
+    claimed, shown, never served.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="call_files")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    guest = models.ForeignKey(Guest, on_delete=models.SET_NULL, null=True, blank=True)
+    author_name = models.CharField(_("shared by"), max_length=150)
+    # The sender's peer id in the call (docs/signaling.md), for the announcement's `from`.
+    peer = models.CharField(
+        _("peer id"),
+        max_length=64,
+        validators=[RegexValidator(r"\A[A-Za-z0-9_-]+\Z")],
+        editable=False,
+    )
+    name = models.CharField(_("file name"), max_length=255)
+    size = models.PositiveBigIntegerField(_("size in bytes"))
+    mime = models.CharField(_("media type"), max_length=255, blank=True)
+    sha256 = models.CharField(
+        "SHA-256", max_length=64, validators=[RegexValidator(r"\A[0-9a-f]{64}\Z")]
+    )
+    data = models.FileField(_("content"), upload_to=call_file_path, max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(size__gt=0), name="call_file_not_empty"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} in {self.room}"
+
+    def get_absolute_url(self):
+        return reverse("rooms:call_file", kwargs={"slug": self.room.slug, "file_id": self.pk})
+
+    def describe(self) -> dict:
+        """Return what the uploader is answered and the call is told of this file."""
+        return {
+            "id": str(self.pk),
+            "name": self.name,
+            "size": self.size,
+            "mime": self.mime,
+            "sha256": self.sha256,
+            "url": self.get_absolute_url(),
+        }

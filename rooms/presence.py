@@ -29,8 +29,10 @@ from django.conf import settings
 
 # The keys of a room expire when no process has refreshed them for this long; tombstones too.
 KEY_LIFETIME = 120
+KEY_COUNT = 5
 
-# The Lua scripts share their keys: KEYS = peers, lobby, seen, gone (see RedisPresence.keys).
+# The Lua scripts share their keys: KEYS = peers, lobby, seen, gone, media (see
+# RedisPresence.keys); each script keeps all of them alive.
 
 ADMIT = """
 -- ARGV: id, entry, now, limit, lifetime, instance, returning only ('1' or '0'), stale before.
@@ -109,6 +111,7 @@ local there = redis.call('HDEL', KEYS[1], ARGV[1]) + redis.call('HDEL', KEYS[2],
 redis.call('ZREM', KEYS[3], ARGV[1])
 local buried = redis.call('ZSCORE', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[5]) end
 if there > 0 or not buried then return 1 end
 return 0
 """
@@ -139,8 +142,22 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[3])
   if value then table.insert(swept, value) end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (ARGV[1] - ARGV[2]))
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[5]) end
 for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[2]) end
 return swept
+"""
+
+SET_MEDIA = """
+-- ARGV: record, the generation it replaces ('' for none), lifetime. Set the call's media record
+-- unless another is in force (with a generation: unless the one in force is another one), and
+-- not for a call nobody is in. Return the record in force, or false when the call is empty.
+local current = redis.call('GET', KEYS[5])
+if current and (ARGV[2] == '' or cjson.decode(current)['generation'] ~= tonumber(ARGV[2])) then
+  return current
+end
+if redis.call('HLEN', KEYS[1]) == 0 then return false end
+redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[3])
+return ARGV[1]
 """
 
 
@@ -163,6 +180,7 @@ class MemoryPresence:
         self.peers: dict[str, dict[str, dict]] = {}
         self.lobbies: dict[str, dict[str, dict]] = {}
         self.seen: dict[str, dict[str, float]] = {}
+        self.media_records: dict[str, dict] = {}
 
     async def admit(
         self, slug: str, entry: dict, *, limit: int, returning_only: bool = False
@@ -245,6 +263,33 @@ class MemoryPresence:
         for rooms in (self.peers, self.lobbies, self.seen):
             if slug in rooms and not rooms[slug]:
                 del rooms[slug]
+        if slug not in self.peers:
+            self.media_records.pop(slug, None)
+
+    async def media(self, slug: str) -> dict | None:
+        """Return how the call's media travel: None (a mesh), or the media server's record."""
+        return self.media_records.get(slug)
+
+    async def set_media(self, slug: str, record: dict, *, replacing: int | None = None):
+        """
+        Set the call's media record unless another is in force (with `replacing`, unless the one
+        in force is of another generation). Return the record in force; None when nobody is in
+        the call.
+        """
+        current = self.media_records.get(slug)
+        if current is not None and (replacing is None or current["generation"] != replacing):
+            return current
+        if not self.peers.get(slug):
+            return None
+        self.media_records[slug] = record
+        return record
+
+    def media_now(self, slug: str) -> dict | None:
+        return self.media_records.get(slug)
+
+    def entry_now(self, slug: str, peer_id: str) -> dict | None:
+        """Return the entry of a peer in the call (not the lobby), for synchronous readers."""
+        return self.peers.get(slug, {}).get(peer_id)
 
     def count(self, slug: str) -> int:
         return len(self.peers.get(slug, {}))
@@ -276,7 +321,7 @@ class RedisPresence:
 
     def keys(self, slug: str) -> list[str]:
         base = f"{self.prefix}:presence:{slug}"
-        return [f"{base}:peers", f"{base}:lobby", f"{base}:seen", f"{base}:gone"]
+        return [f"{base}:{name}" for name in ("peers", "lobby", "seen", "gone", "media")]
 
     async def admit(
         self, slug: str, entry: dict, *, limit: int, returning_only: bool = False
@@ -285,7 +330,7 @@ class RedisPresence:
         now = time.time()
         result = await self.client().eval(
             ADMIT,
-            4,
+            KEY_COUNT,
             *self.keys(slug),
             entry["id"],
             json.dumps(entry),
@@ -308,7 +353,7 @@ class RedisPresence:
         entry["admitted"] = False
         departed = await self.client().eval(
             WAIT,
-            4,
+            KEY_COUNT,
             *self.keys(slug),
             entry["id"],
             json.dumps(entry),
@@ -326,10 +371,14 @@ class RedisPresence:
         return [json.loads(value) for value in await self.client().hvals(self.keys(slug)[1])]
 
     async def update(self, slug: str, entry: dict) -> None:
-        await self.client().eval(UPDATE, 4, *self.keys(slug), entry["id"], json.dumps(entry))
+        await self.client().eval(
+            UPDATE, KEY_COUNT, *self.keys(slug), entry["id"], json.dumps(entry)
+        )
 
     async def remove(self, slug: str, peer_id: str) -> bool:
-        return bool(await self.client().eval(REMOVE, 4, *self.keys(slug), peer_id, time.time()))
+        return bool(
+            await self.client().eval(REMOVE, KEY_COUNT, *self.keys(slug), peer_id, time.time())
+        )
 
     async def refresh(self, slug: str, entries: list[dict]) -> list[dict]:
         now = time.time()
@@ -337,9 +386,32 @@ class RedisPresence:
         for entry in entries:
             vouched += [entry["id"], "1" if entry["admitted"] else "0", json.dumps(entry)]
         swept = await self.client().eval(
-            REFRESH, 4, *self.keys(slug), now, KEY_LIFETIME, now - stale_after(), *vouched
+            REFRESH, KEY_COUNT, *self.keys(slug), now, KEY_LIFETIME, now - stale_after(), *vouched
         )
         return [json.loads(value) for value in swept]
+
+    async def media(self, slug: str) -> dict | None:
+        value = await self.client().get(self.keys(slug)[4])
+        return json.loads(value) if value else None
+
+    async def set_media(self, slug: str, record: dict, *, replacing: int | None = None):
+        value = await self.client().eval(
+            SET_MEDIA,
+            KEY_COUNT,
+            *self.keys(slug),
+            json.dumps(record),
+            "" if replacing is None else replacing,
+            KEY_LIFETIME,
+        )
+        return json.loads(value) if value else None
+
+    def media_now(self, slug: str) -> dict | None:
+        value = self.sync_client.get(self.keys(slug)[4])
+        return json.loads(value) if value else None
+
+    def entry_now(self, slug: str, peer_id: str) -> dict | None:
+        value = self.sync_client.hget(self.keys(slug)[0], peer_id)
+        return json.loads(value) if value else None
 
     def count(self, slug: str) -> int:
         return self.sync_client.hlen(self.keys(slug)[0])

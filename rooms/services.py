@@ -4,20 +4,27 @@ live-call notices only once the transaction has committed.
 """
 
 import datetime as dt
+import hashlib
+import re
 import secrets
+import unicodedata
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from rooms import emails, live, selectors
 from rooms.models import (
+    CALL_FILE_FOLDER,
     Attendance,
     Ban,
+    CallFile,
     CancelledOccurrence,
     Guest,
     Invitation,
@@ -36,6 +43,7 @@ ROOM_FIELDS = [
     "lobby_enabled",
     "locked",
     "max_participants",
+    "media",
     "opens_minutes_before",
 ]
 MEETING_FIELDS = ["title", "description", "starts_at", "ends_at", "time_zone", "recurrence"]
@@ -84,6 +92,7 @@ def room_delete(*, room: Room) -> None:
     meetings = list(room.meetings.filter(cancelled_at__isnull=True))
     for meeting in meetings:
         meeting_cancel(meeting=meeting)
+    call_files_delete(room=room)
     room.delete()
     transaction.on_commit(lambda: live.call_end(slug))
 
@@ -97,6 +106,7 @@ def call_end(*, room: Room, ended_by: str = "") -> Room:
     """
     room.ended_at = timezone.now()
     room.save(update_fields=["ended_at", "updated_at"])
+    call_files_delete(room=room)  # what was shared in the call goes with it
     transaction.on_commit(lambda: live.call_end(room.slug, ended_by=ended_by))
     return room
 
@@ -474,3 +484,144 @@ def attendance_record(*, joins: list[dict], leaves: list[str]) -> list[Attendanc
             left_at=timezone.now()
         )
     return rows
+
+
+# --- Files shared in calls through the media server -----------------------------------------------
+
+# Characters no shared file's name keeps: path separators, markup, and what Windows refuses.
+FILE_NAME_REFUSED = re.compile(r'[<>:"/\\|?*]')
+# A media type as a sender may claim it (RFC 6838 names), parameters left out.
+MEDIA_TYPE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+)
+UNKNOWN_MEDIA_TYPE = "application/octet-stream"
+
+
+def call_file_name(name: str) -> str:
+    """
+    Return a shared file's name fit to show and to save: the last part of any path, without
+    markup, control or format characters (a right-to-left override that disguises the extension),
+    and without leading dots (a hidden file) or trailing dots and spaces; "file" if nothing is left.
+    """
+    name = re.split(r"[/\\]", unicodedata.normalize("NFC", name))[-1]
+    name = " ".join(name.split())
+    name = "".join(char for char in name if char.isprintable())
+    name = FILE_NAME_REFUSED.sub("", name).strip(" .")
+    limit = CallFile._meta.get_field("name").max_length
+    if len(name) > limit:
+        stem, dot, extension = name.rpartition(".")
+        if dot and stem and len(extension) <= 16:
+            name = f"{stem[: limit - len(extension) - 1].rstrip(' .')}.{extension}"
+        else:
+            name = name[:limit].rstrip(" .")
+    return name or "file"
+
+
+def call_file_media_type(claimed: str | None) -> str:
+    """Return the media type a sender claimed for a file, or application/octet-stream."""
+    claimed = (claimed or "").split(";")[0].strip().lower()
+    return claimed if MEDIA_TYPE.fullmatch(claimed) else UNKNOWN_MEDIA_TYPE
+
+
+def call_file_too_large() -> ValidationError:
+    return ValidationError(
+        _("A file shared in a call may be at most %(limit)s.")
+        % {"limit": filesizeformat(settings.CALL_FILE_MAX_BYTES)},
+        code="too-large",
+    )
+
+
+def file_sha256(upload: UploadedFile) -> str:
+    """Return the SHA-256 of an uploaded file, reading it in chunks."""
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
+
+
+@transaction.atomic
+def call_file_add(
+    *,
+    room: Room,
+    upload: UploadedFile,
+    peer: str,
+    author_name: str,
+    user=None,
+    guest: Guest | None = None,
+    sha256: str = "",
+) -> CallFile:
+    """
+    Keep a file shared in a room's call and, once committed, announce it to the call.
+
+    `peer` is the sender's peer id in the call and `author_name` the name the access rule gives
+    them. `sha256` is the upload's digest when the caller took it on the way in; otherwise it is
+    taken here. An empty file or one over CALL_FILE_MAX_BYTES is refused, and nothing is stored.
+    """
+    if not upload.size:
+        raise ValidationError(_("The file is empty."), code="empty")
+    if upload.size > settings.CALL_FILE_MAX_BYTES:
+        raise call_file_too_large()
+    call_file = CallFile(
+        room=room,
+        user=user if user is not None and user.is_authenticated else None,
+        guest=guest,
+        author_name=author_name[: CallFile._meta.get_field("author_name").max_length],
+        peer=peer,
+        name=call_file_name(upload.name or ""),
+        size=upload.size,
+        mime=call_file_media_type(upload.content_type),
+        sha256=sha256 or file_sha256(upload),
+    )
+    call_file.full_clean(exclude=["data"])
+    # A temporary upload is moved into place, not copied; the stored name is the id alone.
+    call_file.data.save(call_file.name, upload, save=False)
+    try:
+        call_file.save()
+    except Exception:
+        call_file.data.delete(save=False)
+        raise
+    message = {**call_file.describe(), "from": {"id": peer, "name": call_file.author_name}}
+    transaction.on_commit(lambda: live.call_file(room.slug, message))
+    return call_file
+
+
+@transaction.atomic
+def call_files_delete(*, room: Room) -> int:
+    """Delete the files shared in a room's call, and their stored data; return how many."""
+    return delete_call_files(CallFile.objects.filter(room=room))
+
+
+@transaction.atomic
+def call_files_delete_old(*, before: dt.datetime) -> int:
+    """
+    Delete the files shared in calls before an instant, and their stored data; also the stored
+    data of that age that no file stands for (its room was deleted, its upload failed half-way).
+    Return how many files went.
+    """
+    deleted = delete_call_files(CallFile.objects.filter(created_at__lt=before))
+    storage = CallFile._meta.get_field("data").storage
+    folder = CALL_FILE_FOLDER
+    try:
+        _folders, names = storage.listdir(folder)
+    except FileNotFoundError:
+        return deleted
+    stored = {f"{folder}/{name}" for name in names}
+    known = set(CallFile.objects.filter(data__in=stored).values_list("data", flat=True))
+    stray = [name for name in stored - known if storage.get_modified_time(name) < before]
+    transaction.on_commit(lambda: remove_stored(stray))
+    return deleted
+
+
+def delete_call_files(files) -> int:
+    """Delete these files' rows now and their stored data once the deletion has committed."""
+    names = [name for name in files.values_list("data", flat=True) if name]
+    deleted, _by_model = files.delete()
+    transaction.on_commit(lambda: remove_stored(names))
+    return deleted
+
+
+def remove_stored(names: list[str]) -> None:
+    storage = CallFile._meta.get_field("data").storage
+    for name in names:
+        storage.delete(name)

@@ -1,5 +1,5 @@
 """
-The signaling wire protocol, version 1: parse what clients send, build what the server sends.
+The signaling wire protocol, versions 1 and 2: parse what clients send, build what it is sent.
 
 docs/signaling.md is the public contract; this module is its executable half. It is pure (no ORM,
 no channel layer, no I/O) and runs for every websocket frame, so each frame is parsed once and
@@ -16,6 +16,13 @@ so whatever is relayed holds only the fields below:
     state                    {"state": {"audio": bool, "video": bool, "screen": bool, "hand": bool}}
     admit, deny, kick, mute  {"id": <peer id>}
     lock                     {"locked": bool}
+    publish                  {"feed": "camera" | "screen", "description": <offer>}   (protocol 2)
+    unpublish                {"feed": "camera" | "screen"}
+    subscribe-answer         {"description": <answer>}
+    receive                  {"streams": [{"mid": str, "send"?: bool, "layer"?: 0 | 1 | 2}]}
+    trickle                  {"target": <feed> | "subscription", "candidate": <candidate>}
+    chat                     {"id": str, "text": str, "sentAt": number}
+    chat-history             {"to": <peer id>, "messages": [chat + {"from": {"id", "name"}}]}
     signal                   {"to": <peer id>, "data": {"description": {"type": str, "sdp": str}}}
                           or {"to": <peer id>, "data": {"candidate": None}}
                           or {"to": <peer id>, "data": {"candidate": {"candidate": str, ...}}}
@@ -46,6 +53,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 PROTOCOL_VERSION: Final = 1
+# Protocol 2 adds calls through the media server; a client asks for it with ?protocol=2.
+PROTOCOL_VERSIONS: Final = (1, 2)
 
 # --- Client message types ---------------------------------------------------------------------
 SIGNAL: Final = "signal"
@@ -59,7 +68,24 @@ LOCK: Final = "lock"
 END: Final = "end"
 # Only hosts and co-hosts may send these; the consumer checks the role, not this module.
 HOST_ACTIONS: Final = frozenset({ADMIT, DENY, KICK, MUTE, LOCK, END})
-CLIENT_MESSAGE_TYPES: Final = frozenset({SIGNAL, STATE, PING}) | HOST_ACTIONS
+# Protocol 2, in calls through the media server only.
+PUBLISH: Final = "publish"
+UNPUBLISH: Final = "unpublish"
+SUBSCRIBE_ANSWER: Final = "subscribe-answer"
+RECEIVE: Final = "receive"
+TRICKLE: Final = "trickle"
+CHAT: Final = "chat"
+CHAT_HISTORY: Final = "chat-history"
+SFU_MESSAGES: Final = frozenset(
+    {PUBLISH, UNPUBLISH, SUBSCRIBE_ANSWER, RECEIVE, TRICKLE, CHAT, CHAT_HISTORY}
+)
+CLIENT_MESSAGE_TYPES: Final = frozenset({SIGNAL, STATE, PING}) | HOST_ACTIONS | SFU_MESSAGES
+
+# The media modes of a call, and the feeds a participant publishes in the media server's.
+MESH: Final = "mesh"
+SFU: Final = "sfu"
+FEEDS: Final = ("camera", "screen")
+SUBSCRIPTION: Final = "subscription"  # a trickle's target: the connection that receives
 
 # --- Error codes for a message that was refused (the connection stays open) -------------------
 BAD_JSON: Final = "bad-json"
@@ -73,6 +99,8 @@ BINARY_NOT_SUPPORTED: Final = "binary-not-supported"
 HOST_ONLY: Final = "host-only"  # a host action from a participant
 NOT_ADMITTED: Final = "not-admitted"  # anything but ping while waiting in the lobby
 PEER_BUSY: Final = "peer-busy"  # a signal the addressee's full queue could not take
+WRONG_MODE: Final = "wrong-mode"  # a message of the media server's calls in a mesh call
+MEDIA_UNAVAILABLE: Final = "media-unavailable"  # the media server refused or is out of reach
 
 # --- Error codes sent just before the server closes the connection -----------------------------
 NOT_SIGNED_IN: Final = "not-signed-in"
@@ -91,6 +119,7 @@ TIMED_OUT: Final = "timed-out"
 NOT_FOUND: Final = "not-found"  # a websocket path that is no endpoint
 REPLACED: Final = "replaced"  # the same page connected again; this older connection goes
 UNAVAILABLE: Final = "unavailable"  # the server's message bus (Redis) stayed unreachable
+PROTOCOL_UNSUPPORTED: Final = "protocol-unsupported"  # a protocol 1 client in a call on the SFU
 
 # --- Close codes --------------------------------------------------------------------------------
 CLOSE_NOT_SIGNED_IN: Final = 4401
@@ -104,6 +133,7 @@ CLOSE_RATE_LIMITED: Final = 4429
 CLOSE_TIMED_OUT: Final = 4408
 CLOSE_REPLACED: Final = 4412
 CLOSE_TRY_AGAIN_LATER: Final = 1013  # RFC 6455's own code for a server that is overloaded
+CLOSE_UPGRADE_REQUIRED: Final = 4426
 
 CLOSE_CODES: Final[Mapping[str, int]] = MappingProxyType(
     {
@@ -123,6 +153,7 @@ CLOSE_CODES: Final[Mapping[str, int]] = MappingProxyType(
         NOT_FOUND: CLOSE_NO_SUCH_ROOM,
         REPLACED: CLOSE_REPLACED,
         UNAVAILABLE: CLOSE_TRY_AGAIN_LATER,
+        PROTOCOL_UNSUPPORTED: CLOSE_UPGRADE_REQUIRED,
     }
 )
 
@@ -152,6 +183,9 @@ _CLOSING_SENTENCES: Final = MappingProxyType(
         UNAVAILABLE: gettext_noop(
             "The call service is briefly unavailable; connect again shortly."
         ),
+        PROTOCOL_UNSUPPORTED: gettext_noop(
+            "This call goes through the media server, which this client does not support."
+        ),
     }
 )
 
@@ -164,6 +198,12 @@ MAX_DEPTH: Final = 32
 MAX_PEER_ID_LENGTH: Final = 64
 DESCRIPTION_TYPES: Final = ("offer", "answer", "pranswer", "rollback")
 STATE_KEYS: Final = ("audio", "video", "screen", "hand")
+MAX_CHAT_ID_LENGTH: Final = 64
+MAX_CHAT_TEXT_LENGTH: Final = 4000  # UTF-16 code units, as JavaScript counts
+MAX_CHAT_HISTORY: Final = 200
+MAX_MID_LENGTH: Final = 32
+MAX_RECEIVE_STREAMS: Final = 200
+LAYERS: Final = (0, 1, 2)
 
 _INSTANCE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _PEER_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_PEER_ID_LENGTH}}}")
@@ -357,6 +397,139 @@ def _candidate(value: Any) -> dict[str, Any] | None:
     return relayed
 
 
+def _parse_publish(obj: dict[str, Any]) -> ClientMessage:
+    return ClientMessage(
+        PUBLISH,
+        {"feed": _feed(obj), "description": _description_of(obj, "description", ("offer",))},
+    )
+
+
+def _parse_unpublish(obj: dict[str, Any]) -> ClientMessage:
+    return ClientMessage(UNPUBLISH, {"feed": _feed(obj)})
+
+
+def _parse_subscribe_answer(obj: dict[str, Any]) -> ClientMessage:
+    return ClientMessage(
+        SUBSCRIBE_ANSWER, {"description": _description_of(obj, "description", ("answer",))}
+    )
+
+
+def _parse_trickle(obj: dict[str, Any]) -> ClientMessage:
+    target = _required(obj, "target", "target")
+    if target not in (*FEEDS, SUBSCRIPTION):
+        raise ProtocolError(
+            BAD_VALUE, _("The field “target” must be camera, screen or subscription.")
+        )
+    return ClientMessage(
+        TRICKLE,
+        {"target": target, "candidate": _candidate(_required(obj, "candidate", "candidate"))},
+    )
+
+
+def _parse_receive(obj: dict[str, Any]) -> ClientMessage:
+    streams = _required(obj, "streams", "streams")
+    if not isinstance(streams, list):
+        raise ProtocolError(WRONG_TYPE, _("The field “streams” must be a list."))
+    if len(streams) > MAX_RECEIVE_STREAMS:
+        raise ProtocolError(
+            TOO_LARGE,
+            _("The field “streams” holds more than %(limit)d items.")
+            % {"limit": MAX_RECEIVE_STREAMS},
+        )
+    parsed = []
+    for number, value in enumerate(streams):
+        path = f"streams[{number}]"
+        stream = _object(value, path)
+        mid = _relayed_text(_required(stream, "mid", f"{path}.mid"), f"{path}.mid", MAX_MID_LENGTH)
+        item: dict[str, Any] = {"mid": mid}
+        if "send" in stream:
+            item["send"] = _boolean(stream, "send", f"{path}.send")
+        if "layer" in stream:
+            if type(stream["layer"]) is not int or stream["layer"] not in LAYERS:
+                raise ProtocolError(
+                    BAD_VALUE,
+                    _("The field “%(field)s” must be 0, 1 or 2.") % {"field": f"{path}.layer"},
+                )
+            item["layer"] = stream["layer"]
+        parsed.append(item)
+    return ClientMessage(RECEIVE, {"streams": parsed})
+
+
+def _parse_chat(obj: dict[str, Any]) -> ClientMessage:
+    return ClientMessage(CHAT, _chat_message(obj, ""))
+
+
+def _parse_chat_history(obj: dict[str, Any]) -> ClientMessage:
+    to = _peer_id(_required(obj, "to", "to"), "to")
+    messages = _required(obj, "messages", "messages")
+    if not isinstance(messages, list):
+        raise ProtocolError(WRONG_TYPE, _("The field “messages” must be a list."))
+    if len(messages) > MAX_CHAT_HISTORY:
+        raise ProtocolError(
+            TOO_LARGE,
+            _("The field “messages” holds more than %(limit)d items.")
+            % {"limit": MAX_CHAT_HISTORY},
+        )
+    history = []
+    for number, value in enumerate(messages):
+        path = f"messages[{number}]"
+        message = _object(value, path)
+        item = _chat_message(message, f"{path}.")
+        author = _object(_required(message, "from", f"{path}.from"), f"{path}.from")
+        item["from"] = {
+            "id": _peer_id(_required(author, "id", f"{path}.from.id"), f"{path}.from.id"),
+            "name": _relayed_text(
+                _required(author, "name", f"{path}.from.name"), f"{path}.from.name", 200
+            ),
+        }
+        history.append(item)
+    return ClientMessage(CHAT_HISTORY, {"to": to, "messages": history})
+
+
+def _chat_message(obj: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Return a chat message's id, text and sentAt, checked as docs/signaling.md says."""
+    message_id = _relayed_text(
+        _required(obj, "id", f"{prefix}id"), f"{prefix}id", MAX_CHAT_ID_LENGTH
+    )
+    text = _relayed_text(_required(obj, "text", f"{prefix}text"), f"{prefix}text", 4 * 4000)
+    if not message_id:
+        raise ProtocolError(
+            BAD_VALUE, _("The field “%(field)s” must not be empty.") % {"field": f"{prefix}id"}
+        )
+    if not text.strip() or len(text.encode("utf-16-le")) // 2 > MAX_CHAT_TEXT_LENGTH:
+        raise ProtocolError(
+            BAD_VALUE,
+            _("The field “%(field)s” must hold 1 to %(limit)d characters, not only spaces.")
+            % {"field": f"{prefix}text", "limit": MAX_CHAT_TEXT_LENGTH},
+        )
+    sent_at = _required(obj, "sentAt", f"{prefix}sentAt")
+    if type(sent_at) not in (int, float) or not 0 <= sent_at < 2**53:
+        raise ProtocolError(
+            BAD_VALUE,
+            _("The field “%(field)s” must be a time in milliseconds since 1970.")
+            % {"field": f"{prefix}sentAt"},
+        )
+    return {"id": message_id, "text": text, "sentAt": sent_at}
+
+
+def _feed(obj: dict[str, Any]) -> str:
+    feed = _required(obj, "feed", "feed")
+    if feed not in FEEDS:
+        raise ProtocolError(BAD_VALUE, _("The field “feed” must be camera or screen."))
+    return feed
+
+
+def _description_of(obj: dict[str, Any], key: str, kinds: tuple[str, ...]) -> dict[str, str]:
+    description = _description(_required(obj, key, key))
+    if description["type"] not in kinds:
+        raise ProtocolError(
+            BAD_VALUE,
+            _("The field “%(field)s” must be of type %(kind)s.")
+            % {"field": f"{key}.type", "kind": " or ".join(kinds)},
+        )
+    return description
+
+
 # The kinds of value a field may be expected to hold, each with its own whole sentence so that
 # translators never have to assemble one from fragments.
 _STRING = "string"
@@ -446,6 +619,13 @@ _PARSERS: Final = MappingProxyType(
         MUTE: _targeted(MUTE),
         LOCK: _parse_lock,
         END: _parse_end,
+        PUBLISH: _parse_publish,
+        UNPUBLISH: _parse_unpublish,
+        SUBSCRIBE_ANSWER: _parse_subscribe_answer,
+        RECEIVE: _parse_receive,
+        TRICKLE: _parse_trickle,
+        CHAT: _parse_chat,
+        CHAT_HISTORY: _parse_chat_history,
     }
 )
 
@@ -516,16 +696,18 @@ def welcome(
     peers: Iterable[Mapping[str, Any]],
     ice_servers: Iterable[Mapping[str, Any]],
     room: Mapping[str, Any],
+    protocol: int = PROTOCOL_VERSION,
+    media_mode: str = MESH,
 ) -> dict[str, Any]:
     """
     Build the message that lets a peer into the call.
 
     ``self_peer`` has id, name, role and instance; each of ``peers`` (everyone else in the call)
-    also has state; ``room`` has slug, name and locked.
+    also has state; ``room`` has slug, name and locked. Protocol 2 adds the call's media mode.
     """
-    return {
+    message = {
         "type": "welcome",
-        "protocol": PROTOCOL_VERSION,
+        "protocol": protocol,
         "self": {
             "id": self_peer["id"],
             "name": self_peer["name"],
@@ -536,6 +718,69 @@ def welcome(
         "iceServers": [dict(server) for server in ice_servers],
         "room": {"slug": room["slug"], "name": room["name"], "locked": bool(room["locked"])},
     }
+    if protocol >= 2:
+        message["media"] = {"mode": media_mode}
+    return message
+
+
+def media_mode(mode: str) -> dict[str, Any]:
+    return {"type": "media", "mode": mode}
+
+
+def published(feed: str, description: Mapping[str, str]) -> dict[str, Any]:
+    return {"type": "published", "feed": feed, "description": _sdp(description)}
+
+
+def subscription(
+    description: Mapping[str, str], streams: Iterable[Mapping[str, str]]
+) -> dict[str, Any]:
+    return {
+        "type": "subscription",
+        "description": _sdp(description),
+        "streams": [
+            {key: stream[key] for key in ("mid", "peer", "feed", "kind")} for stream in streams
+        ],
+    }
+
+
+def trickle(target: str, candidate: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"type": "trickle", "target": target, "candidate": candidate}
+
+
+def chat(message: Mapping[str, Any], *, sender: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "chat",
+        "id": message["id"],
+        "text": message["text"],
+        "sentAt": message["sentAt"],
+        "from": _identity(sender),
+    }
+
+
+def chat_history(messages: Iterable[Mapping[str, Any]], *, sender: str) -> dict[str, Any]:
+    return {
+        "type": "chat-history",
+        "from": sender,
+        "messages": [
+            {
+                "id": message["id"],
+                "text": message["text"],
+                "sentAt": message["sentAt"],
+                "from": _identity(message["from"]),
+            }
+            for message in messages
+        ],
+    }
+
+
+def file_shared(file: Mapping[str, Any]) -> dict[str, Any]:
+    """Build the message that announces a file uploaded to the call (in sfu mode)."""
+    shared = {key: file[key] for key in ("id", "name", "size", "mime", "sha256", "url")}
+    return {"type": "file", **shared, "from": _identity(file["from"])}
+
+
+def _sdp(description: Mapping[str, str]) -> dict[str, str]:
+    return {"type": description["type"], "sdp": description["sdp"]}
 
 
 def lobby() -> dict[str, Any]:

@@ -16,6 +16,8 @@ urlpatterns = [
     path("rooms/<slug:slug>/delete/", views.RoomDeleteView.as_view(), name="delete"),
     path("rooms/<slug:slug>/call/", views.call, name="call"),
     path("rooms/<slug:slug>/call/people/", views.call_people, name="call_people"),
+    path("rooms/<slug:slug>/files/", views.call_file_upload, name="call_file_upload"),
+    path("rooms/<slug:slug>/files/<uuid:file_id>/", views.call_file, name="call_file"),
     path("rooms/<slug:slug>/co-hosts/", views.co_host_add, name="co_host_add"),
     path(
         "rooms/<slug:slug>/co-hosts/<int:user_id>/remove/",

@@ -1,22 +1,26 @@
 import calendar as month_calendar
 import datetime as dt
+import hashlib
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponse, JsonResponse
+from django.core.files.uploadhandler import SkipFile, StopUpload, TemporaryFileUploadHandler
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST
 from django.views.generic import CreateView, DeleteView, ListView, UpdateView
 from django_ratelimit.core import get_usage
 
 from accounts.selectors import unconfirmed_emails
-from rooms import calendar, live, selectors, services
+from rooms import calendar, live, selectors, services, signaling
 from rooms.forms import (
     CoHostForm,
     EmailInvitationForm,
@@ -26,7 +30,7 @@ from rooms.forms import (
     OccurrenceCancelForm,
     RoomForm,
 )
-from rooms.models import Guest, Invitation, Meeting, Room
+from rooms.models import CallFile, Guest, Invitation, Meeting, Room
 from rooms.recurrence import occurrences
 
 
@@ -599,6 +603,11 @@ def call(request, slug):
         "roomName": room.name,
         "websocketPath": f"/ws/rooms/{room.slug}/",
         "peopleUrl": reverse("rooms:call_people", kwargs={"slug": room.slug}),
+        # In a call on the media server, files are uploaded here (with the CSRF token) and
+        # announced to the call.
+        "filesUrl": reverse("rooms:call_file_upload", kwargs={"slug": room.slug}),
+        "fileMaxBytes": settings.CALL_FILE_MAX_BYTES,
+        "csrfToken": get_token(request),
         "name": decision.name,
         "maxParticipants": room.max_participants,
         # Someone waiting in the lobby may not see who is in the call (call_people): no asking.
@@ -634,3 +643,138 @@ def call_people(request, slug):
     if not decision.allowed or decision.lobby:
         return JsonResponse({"people": []}, status=403)
     return JsonResponse({"people": live.participant_names(room.slug)})
+
+
+# --- Files shared in calls through the media server (docs/signaling.md, "Files in sfu mode") ----
+
+
+def call_person(request, room: Room) -> tuple[selectors.JoinDecision, Guest | None]:
+    """
+    Return who this request's person is to the room now, and the guest they are in it, if any.
+
+    The rule a live call asks again when access changes: a ban, a revoked invitation or a removed
+    co-host keeps them out of the call's files; a lock or the end of the meeting's time does not.
+    """
+    guest = visiting_guest(request, room)
+    browser = selectors.browser_of(request.session)
+    return selectors.standing(room, user=request.user, guest=guest, browser=browser), guest
+
+
+def in_the_call(room: Room, peer_id: str, *, user, guest: Guest | None) -> bool:
+    """Return whether this peer is in the room's call now, as this very person."""
+    entry = live.peer_in_call(room.slug, peer_id) if peer_id else None
+    if entry is None:
+        return False
+    if user.is_authenticated:
+        return entry["user_id"] == user.pk
+    return guest is not None and entry["guest_id"] == str(guest.pk)
+
+
+def json_error(status: int, code: str, message) -> JsonResponse:
+    return JsonResponse({"error": code, "message": str(message)}, status=status)
+
+
+class CallFileUploadHandler(TemporaryFileUploadHandler):
+    """
+    Take the one file of a call upload (the field `file`) to a temporary file on disk, taking its
+    SHA-256 on the way, and stop the upload as soon as it is larger than `max_bytes`.
+    """
+
+    field_name = "file"
+
+    def __init__(self, request, *, max_bytes: int):
+        super().__init__(request)
+        self.max_bytes = max_bytes
+        self.too_large = False
+        self.taken = False
+
+    def new_file(self, field_name, *args, **kwargs):
+        if field_name != self.field_name or self.taken:
+            raise SkipFile
+        self.taken = True
+        self.received = 0
+        self.digest = hashlib.sha256()
+        super().new_file(field_name, *args, **kwargs)
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        if self.received > self.max_bytes:
+            self.too_large = True
+            # The temporary file is closed, and so removed; the rest of the body goes unread.
+            raise StopUpload(connection_reset=True)
+        self.digest.update(raw_data)
+        return super().receive_data_chunk(raw_data, start)
+
+    def file_complete(self, file_size):
+        upload = super().file_complete(file_size)
+        upload.sha256 = self.digest.hexdigest()
+        return upload
+
+
+# The upload handlers must be in place before anything reads the body, the CSRF check included:
+# Django's documented way is to exempt the view and check CSRF on the function that reads it.
+@csrf_exempt
+@require_POST
+def call_file_upload(request, slug):
+    """Share a file with the call: 201 and what the call is told of it, or a JSON error."""
+    room = get_object_or_404(Room, slug=slug)
+    decision, guest = call_person(request, room)
+    if not decision.allowed:
+        return json_error(403, decision.code, decision.message)
+    handler = CallFileUploadHandler(request, max_bytes=settings.CALL_FILE_MAX_BYTES)
+    request.upload_handlers = [handler]
+    return call_file_receive(request, room=room, decision=decision, guest=guest, handler=handler)
+
+
+@csrf_protect
+def call_file_receive(request, *, room, decision, guest, handler) -> JsonResponse:
+    upload = request.FILES.get(CallFileUploadHandler.field_name)  # reads the body
+    if handler.too_large:
+        error = services.call_file_too_large()
+        return json_error(413, signaling.TOO_LARGE, " ".join(error.messages))
+    if upload is None:
+        return json_error(
+            400, signaling.MISSING_FIELD, _("Send the file in the form field “file”.")
+        )
+    if not in_the_call(room, request.POST.get("peer", ""), user=request.user, guest=guest):
+        return json_error(
+            403, signaling.NOT_ALLOWED, _("Only people in the call can share files in it.")
+        )
+    try:
+        call_file = services.call_file_add(
+            room=room,
+            upload=upload,
+            peer=request.POST.get("peer", ""),
+            author_name=decision.name,
+            user=request.user,
+            guest=guest,
+            sha256=upload.sha256,
+        )
+    except ValidationError as error:
+        if getattr(error, "code", None) == "too-large":
+            return json_error(413, signaling.TOO_LARGE, " ".join(error.messages))
+        return json_error(400, signaling.BAD_VALUE, " ".join(error.messages))
+    return JsonResponse(call_file.describe(), status=201)
+
+
+@require_GET
+def call_file(request, slug, file_id):
+    """A file shared in the call, as a download, for the people whose access to the room stands."""
+    room = get_object_or_404(Room, slug=slug)
+    decision, _guest = call_person(request, room)
+    if not decision.allowed:
+        return json_error(403, decision.code, decision.message)
+    shared = get_object_or_404(CallFile, pk=file_id, room=room)
+    try:
+        content = shared.data.open("rb")
+    except FileNotFoundError:
+        raise Http404 from None
+    # Whatever the sender claimed, the browser gets bytes to save, never a page to render.
+    response = FileResponse(
+        content, as_attachment=True, filename=shared.name, content_type="application/octet-stream"
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
+    response["Cache-Control"] = "private, no-cache"
+    return response

@@ -24,6 +24,7 @@ class LiveSite:
             DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
             REDIS_URL=redis_url,
             REDIS_PREFIX=f"test-{directory.name}",
+            DJANGO_MEDIA_ROOT=str(directory / "media"),
             **settings,
         )
         self.servers: dict[int, subprocess.Popen] = {}

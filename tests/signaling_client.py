@@ -34,11 +34,19 @@ class SignalingClient:
 
     @classmethod
     async def connect(
-        cls, port: int, slug: str, session_key: str, *, instance: str = "", late_closer=False
+        cls,
+        port: int,
+        slug: str,
+        session_key: str,
+        *,
+        instance: str = "",
+        late_closer=False,
+        protocol: int = 1,
     ) -> "SignalingClient":
         """Open the websocket; `instance` is the page's name, kept across reconnections."""
+        query = f"instance={instance}" + (f"&protocol={protocol}" if protocol != 1 else "")
         websocket = await connect(
-            f"ws://127.0.0.1:{port}/ws/rooms/{slug}/?instance={instance}",
+            f"ws://127.0.0.1:{port}/ws/rooms/{slug}/?{query}",
             origin=f"http://127.0.0.1:{port}",
             additional_headers={"Cookie": f"sessionid={session_key}"},
             create_connection=LateCloser if late_closer else None,

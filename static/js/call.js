@@ -1,19 +1,23 @@
 // @ts-check
 /**
- * The call page: wires the signaling connection, the mesh (who is in the call, one Peer to each),
- * the local media, chat and files to the view. Speaks exactly docs/signaling.md.
+ * The call page: wires the signaling connection, the mesh (who is in the call, one Peer to each)
+ * or the media server's connections (sfu.js), the local media, chat and files to the view.
+ * Speaks exactly docs/signaling.md, protocol 2.
  */
 
-import { ChatLog, historyPayload, makeChatMessage, parseChatPayload } from './chat.js';
-import { FileReceiver, FileSender, fileChannelLabel, fileTransferId } from './files.js';
+import { ChatLog, historyPayload, makeChatMessage, parseChatPayload, parseServerChat, serverHistoryMessage } from './chat.js';
+import { FileReceiver, FileSender, fileChannelLabel, fileTransferId, parseSharedFile, uploadFile } from './files.js';
 import { describeMediaError, listDevices, measureLevel, openLocalMedia, videoEncodingFor } from './media.js';
 import { Mesh } from './mesh.js';
-import { Peer } from './peer.js';
+import { Peer, summarizeStats } from './peer.js';
 import { LATER_CLOSE_CODES, SignalingConnection, signalingUrl } from './signaling.js';
+import { DEFAULT_LAST_N, SfuSession, planReception, receptionChanges, tileKey } from './sfu.js';
 import { CallView, formatBytes } from './ui.js';
 /** @import { MeshEvent, Remote as MeshRemote } from './mesh.js' */
 /** @import { PeerDataChannelEvent, PeerErrorEvent, PeerRebuildEvent, PeerTrackEvent } from './peer.js' */
 /** @import { SignalingEndedEvent, SignalingMessageEvent, SignalingStatusEvent } from './signaling.js' */
+/** @import { PeerInfo, PeerState } from './mesh.js' */
+/** @import { ReceivedStream, SfuErrorEvent, SfuStreamsEvent } from './sfu.js' */
 
 const config = JSON.parse(/** @type {HTMLElement} */ (document.getElementById('call-config')).textContent ?? '{}');
 const view = new CallView();
@@ -30,6 +34,23 @@ class CallPeer extends Peer {
 
 /** @typedef {MeshRemote<CallPeer>} Remote */
 
+/**
+ * A person in a call through the media server: no connection to them of our own, only what the
+ * subscription brings of theirs, their camera (and microphone) and their screen.
+ */
+class SfuLink {
+  stream = new MediaStream();
+  screen = new MediaStream();
+  connectionState = 'connected';
+  start() {}
+  handleSignal() {}
+  close() {
+    this.connectionState = 'closed';
+  }
+}
+
+/** @typedef {MeshRemote<SfuLink>} SfuRemote */
+
 const local = {
   /** @type {MediaStream | null} */ stream: null,
   /** @type {MediaStreamTrack | null} */ screen: null,
@@ -39,14 +60,31 @@ const local = {
 };
 const call = {
   /** @type {SignalingConnection | null} */ signaling: null,
-  self: { id: '', name: config.name, role: 'participant' },
+  self: { id: '', name: config.name, role: 'participant', instance: '' },
   /** @type {RTCIceServer[]} */ iceServers: [],
   welcomed: false,
   locked: false,
   ended: false,
+  /** How the call's media travel now: "mesh" (peer connections) or "sfu" (the media server). */
+  mode: /** @type {'mesh' | 'sfu'} */ ('mesh'),
+  /** @type {SfuSession | null} this page's connections to the media server, in sfu mode */
+  sfu: null,
+  lastN: Number(config.lastN) > 0 ? Number(config.lastN) : DEFAULT_LAST_N,
 };
 /** @type {Mesh<CallPeer>} */
 const mesh = new Mesh({ connect });
+/** Who is in the call when it goes through the media server. @type {Mesh<SfuLink>} */
+const sfuPeople = new Mesh({ connect: () => new SfuLink() });
+const reception = {
+  /** @type {ReceivedStream[]} what the subscription carries now */
+  streams: [],
+  /** @type {Map<string, import('./sfu.js').Reception>} what was asked of the server, by mid */
+  asked: new Map(),
+  /** @type {string[]} peer ids, the most recent speaker first */
+  speakers: [],
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  timer: undefined,
+};
 const chat = new ChatLog();
 // Those to whom this page handed the chat so far, once each, whatever their connection.
 /** @type {WeakSet<Remote>} */
@@ -109,7 +147,8 @@ function stopPeoplePoll() {
 /** @param {{muted: boolean, cameraOff: boolean}} options */
 function join(options) {
   // The websocket's handshake goes on while the page turns to the call.
-  const url = signalingUrl(location, config.websocketPath, instance);
+  // Protocol 2: this page can take part in calls through the media server.
+  const url = `${signalingUrl(location, config.websocketPath, instance)}&protocol=2`;
   call.signaling = new SignalingConnection(url);
   call.signaling.addEventListener('message', (event) => onMessage(/** @type {SignalingMessageEvent} */ (event).message));
   call.signaling.addEventListener('status', (event) => view.setConnection(/** @type {SignalingStatusEvent} */ (event).status));
@@ -151,15 +190,26 @@ function onMessage(message) {
     case 'lobby':
       return view.showLobby(true);
     case 'peer-joined':
-      return mesh.join(message.peer);
+      return call.mode === 'sfu' ? onSfuPeerJoined(message.peer) : mesh.join(message.peer);
     case 'peer-left':
-      return mesh.leave(message.id, message.reason);
+      return call.mode === 'sfu' ? sfuPeople.leave(message.id, message.reason) : mesh.leave(message.id, message.reason);
     case 'peer-state':
       return onPeerState(message.id, message.state);
     case 'peer-role':
       return onPeerRole(message.id, message.role);
     case 'signal':
-      return void mesh.signal(message.from, message.data);
+      return call.mode === 'mesh' ? void mesh.signal(message.from, message.data) : undefined;
+    case 'media':
+      return onMedia(message.mode);
+    case 'published':
+    case 'subscription':
+    case 'trickle':
+      return void call.sfu?.handle(message);
+    case 'chat':
+    case 'chat-history':
+      return onServerChat(message);
+    case 'file':
+      return onSharedFile(message);
     case 'knock':
       return view.addLobbyEntry(message.peer);
     case 'lobby-left':
@@ -171,6 +221,12 @@ function onMessage(message) {
       view.toast(call.locked ? 'The room is now locked.' : 'The room is unlocked.');
       return showHostControls();
     case 'error':
+      if (message.code === 'media-unavailable') {
+        // The server tries again on its own; a feed it could not take is offered again later.
+        const session = call.sfu;
+        setTimeout(() => session?.retryUnanswered(), 3000);
+        return undefined;
+      }
       // Endings come with a close, which says it to the person; anything else is a client bug.
       if (!['kicked', 'ended', 'denied', 'replaced', 'unavailable', 'timed-out'].includes(message.code)) console.warn('signaling error', message);
       return undefined;
@@ -186,8 +242,16 @@ function onWelcome(welcome) {
   call.iceServers = welcome.iceServers;
   call.locked = welcome.room.locked;
   sendState();
-  // The offers before the view: the browser makes them while the page shows the call.
-  mesh.welcome(welcome);
+  if (welcome.media?.mode === 'sfu') {
+    if (call.mode === 'mesh') switchToSfu();
+    sfuPeople.welcome(welcome);
+    // A new connection is a new peer to the media server: publish anew.
+    startSfu();
+  } else {
+    if (call.mode === 'sfu') leaveSfu();
+    // The offers before the view: the browser makes them while the page shows the call.
+    mesh.welcome(welcome);
+  }
   view.showLobby(false);
   view.setTileName('self', `${welcome.self.name} (you)`);
   showHostControls();
@@ -196,12 +260,13 @@ function onWelcome(welcome) {
 
 /** @param {string} id @param {any} state */
 function onPeerState(id, state) {
-  const remote = mesh.get(id);
+  const remote = findRemote(id);
   if (!remote) return;
   remote.state = state;
-  view.setTileState(id, state);
+  view.setTileState(id, tileState(state));
   if (state.hand) view.toast(`${remote.name} raised a hand.`);
   updatePeople();
+  scheduleReception();
 }
 
 /** @param {string} id @param {string} role */
@@ -211,7 +276,7 @@ function onPeerRole(id, role) {
     view.toast(isHost() ? 'You are now a host of this call.' : 'You are no longer a host of this call.');
     showHostControls();
   } else {
-    const remote = mesh.get(id);
+    const remote = findRemote(id);
     if (remote) remote.role = role;
   }
   updatePeople();
@@ -291,6 +356,10 @@ function connect(/** @type {Remote} */ remote) {
 
 /** Above four people, send less video to each so that the total stays sensible. */
 function adaptToSize() {
+  if (call.mode === 'sfu') {
+    view.setMeshNotice(null);
+    return;
+  }
   const people = mesh.size + 1;
   for (const remote of mesh.remotes()) applyEncoding(remote.connection);
   view.setMeshNotice(
@@ -308,6 +377,211 @@ function applyEncoding(/** @type {CallPeer} */ peer) {
   const limits = videoEncodingFor(mesh.size + 1);
   for (const encoding of parameters.encodings) Object.assign(encoding, limits);
   void sender.setParameters(parameters).catch(() => {});
+}
+
+// --- Through the media server -----------------------------------------------------------------
+
+/** @param {string} id */
+function findRemote(id) {
+  return call.mode === 'sfu' ? sfuPeople.get(id) : mesh.get(id);
+}
+
+/** Everyone else in the call, whichever way its media travel. */
+function remotesNow() {
+  return call.mode === 'sfu' ? sfuPeople.remotes() : mesh.remotes();
+}
+
+/**
+ * The state a person's own tile shows. Through the media server a shared screen has a tile of
+ * its own, so the camera's tile does not take the stage for it.
+ * @param {PeerState} state
+ */
+function tileState(state) {
+  return call.mode === 'sfu' ? { ...state, screen: false } : state;
+}
+
+/** @param {{id: string, instance: string, name: string, role: string, state: PeerState}} remote */
+function peerInfo({ id, instance, name, role, state }) {
+  return /** @type {PeerInfo} */ ({ id, instance, name, role, state });
+}
+
+/**
+ * The call moves to the media server: close every peer connection, keep the tiles (and the local
+ * tracks), and know the same people as people of the media server's call.
+ */
+function switchToSfu() {
+  const present = mesh.remotes().map(peerInfo);
+  call.mode = 'sfu';
+  mesh.close();
+  sfuPeople.welcome({ self: { instance: call.self.instance }, peers: present });
+  view.setMeshNotice(null);
+}
+
+/** Back to peer-to-peer (a reconnection found the call there): forget the media server's call. */
+function leaveSfu() {
+  call.sfu?.close();
+  call.sfu = null;
+  for (const remote of sfuPeople.remotes()) {
+    view.removeTile(remote.id);
+    view.removeTile(tileKey(remote.id, 'screen'));
+  }
+  sfuPeople.close();
+  reception.streams = [];
+  call.mode = 'mesh';
+}
+
+/** @param {string} mode */
+function onMedia(mode) {
+  if (mode !== 'sfu') return;
+  if (call.mode === 'mesh') switchToSfu();
+  // The first move, or the media server restarted: publish anew either way.
+  startSfu();
+}
+
+/** Open new connections to the media server (closing any old ones) and publish this page's feeds. */
+function startSfu() {
+  call.sfu?.close();
+  reception.asked.clear();
+  const session = new SfuSession({ iceServers: call.iceServers, send: (message) => call.signaling?.send(message) });
+  session.addEventListener('streams', (event) => {
+    if (call.sfu === session) onSfuStreams(/** @type {SfuStreamsEvent} */ (event).streams);
+  });
+  session.addEventListener('error', (event) => {
+    const { connection, error } = /** @type {SfuErrorEvent} */ (event);
+    console.warn('media server connection', connection, error);
+  });
+  call.sfu = session;
+  void session.publish('camera', local.stream?.getTracks() ?? []);
+  if (local.screen) void session.publish('screen', [local.screen]);
+}
+
+/** @param {PeerInfo} info */
+function onSfuPeerJoined(info) {
+  const returning = info.instance === call.self.instance || sfuPeople.remotes().some((remote) => remote.instance && remote.instance === info.instance);
+  sfuPeople.join(info);
+  // A newcomer gets the chat so far from everyone already here; it keeps one of each message.
+  if (!returning && chat.size > 0) {
+    call.signaling?.send(serverHistoryMessage(chat, info.id, (id) => (id === call.self.id ? call.self.name : sfuPeople.get(id)?.name)));
+  }
+}
+
+/**
+ * Put what the subscription carries on the tiles: each person's camera and microphone on their
+ * tile, a shared screen on a tile of its own.
+ * @param {ReceivedStream[]} streams
+ */
+function onSfuStreams(streams) {
+  reception.streams = streams;
+  // Sections can be reused for other feeds: ask for everything again.
+  reception.asked.clear();
+  for (const remote of sfuPeople.remotes()) showSfuRemote(remote);
+  scheduleReception(0);
+}
+
+/** @param {SfuRemote} remote */
+function showSfuRemote(remote) {
+  const link = remote.connection;
+  const tracksOf = (/** @type {string} */ feed) =>
+    reception.streams.filter((stream) => stream.peer === remote.id && stream.feed === feed).map((stream) => stream.track);
+  link.stream = sameTracks(link.stream, tracksOf('camera'));
+  view.setTileStream(remote.id, link.stream, local.sinkId);
+  const screenTracks = tracksOf('screen');
+  const screenId = tileKey(remote.id, 'screen');
+  if (screenTracks.length) {
+    link.screen = sameTracks(link.screen, screenTracks);
+    view.tile(screenId, `${remote.name} (screen)`, false, { screen: true });
+    view.setTileStream(screenId, link.screen, local.sinkId);
+    view.setTileState(screenId, { audio: true, video: true, screen: true, hand: false });
+  } else {
+    view.removeTile(screenId);
+  }
+}
+
+/**
+ * Return `stream` if it holds exactly these tracks, or else a new stream of them: a video
+ * element starts afresh with a new stream rather than keep a track that ended.
+ * @param {MediaStream} stream
+ * @param {MediaStreamTrack[]} tracks
+ */
+function sameTracks(stream, tracks) {
+  const now = stream.getTracks();
+  if (now.length === tracks.length && tracks.every((track) => now.includes(track))) return stream;
+  return new MediaStream(tracks);
+}
+
+sfuPeople.addEventListener('add', (event) => {
+  const { remote } = /** @type {MeshEvent<SfuLink>} */ (event);
+  view.tile(remote.id, remote.name);
+  view.setTileState(remote.id, tileState(remote.state));
+  showSfuRemote(remote);
+  updatePeople();
+  scheduleReception();
+});
+sfuPeople.addEventListener('update', (event) => {
+  const { remote, previousId } = /** @type {MeshEvent<SfuLink>} */ (event);
+  if (previousId) {
+    view.renameTile(previousId, remote.id);
+    view.removeTile(tileKey(previousId, 'screen'));
+    showSfuRemote(remote);
+  }
+  view.setTileName(remote.id, remote.name);
+  view.setTileState(remote.id, tileState(remote.state));
+  updatePeople();
+});
+sfuPeople.addEventListener('remove', (event) => {
+  const { remote } = /** @type {MeshEvent<SfuLink>} */ (event);
+  view.removeTile(remote.id);
+  view.removeTile(tileKey(remote.id, 'screen'));
+  updatePeople();
+  scheduleReception();
+});
+
+/**
+ * Ask the media server for the videos this page shows, each at the layer its tile's size needs,
+ * soon: changes that come together (a layout, a speaker) make one `receive` message.
+ */
+function scheduleReception(delay = 300) {
+  if (call.mode !== 'sfu') return;
+  clearTimeout(reception.timer);
+  reception.timer = setTimeout(sendReception, delay);
+}
+
+function sendReception() {
+  if (call.mode !== 'sfu' || !call.sfu || !reception.streams.length) return;
+  const cameraOff = new Set(sfuPeople.remotes().filter((remote) => !remote.state.video).map((remote) => remote.id));
+  const plan = planReception({
+    streams: reception.streams,
+    widths: view.tileWidths(),
+    speakers: reception.speakers,
+    pinned: view.pinnedId,
+    cameraOff,
+    hidden: document.visibilityState === 'hidden',
+    lastN: call.lastN,
+  });
+  const streams = receptionChanges(reception.asked, plan);
+  if (streams.length) call.signaling?.send({ type: 'receive', streams });
+}
+
+view.on('layout', () => scheduleReception());
+// A hidden page shows no video: none is received until it shows again.
+document.addEventListener('visibilitychange', () => scheduleReception(0));
+
+/**
+ * How loud each person is now, from the subscription's statistics, and how it looks.
+ * @param {SfuSession} session
+ */
+async function sfuQuality(session) {
+  const report = await session.subscriptionStats();
+  if (!report) return null;
+  const summary = summarizeStats(report);
+  /** @type {Map<string, number>} */
+  const levels = new Map();
+  for (const stats of report.values()) {
+    if (stats.type !== 'inbound-rtp' || stats.kind !== 'audio' || typeof stats.audioLevel !== 'number') continue;
+    const stream = reception.streams.find((each) => each.mid === stats.mid || each.track.id === stats.trackIdentifier);
+    if (stream) levels.set(stream.peer, Math.max(levels.get(stream.peer) ?? 0, stats.audioLevel));
+  }
+  return { summary, levels };
 }
 
 // --- Own media --------------------------------------------------------------------------------
@@ -369,6 +643,8 @@ async function switchDevice(kind, deviceId) {
       const sender = connection.senders.get(kind);
       if (sender && !(kind === 'video' && local.screen)) void connection.replaceTrack(sender, track);
     }
+    // Through the media server the camera is a feed of its own, whatever the screen does.
+    void call.sfu?.sender('camera', kind)?.replaceTrack(track).catch(() => {});
   } catch (error) {
     view.toast(describeMediaError(error).message);
   }
@@ -381,6 +657,7 @@ async function toggleScreen() {
     local.screen = display.getVideoTracks()[0];
     local.screen.addEventListener('ended', () => stopScreen());
     for (const { connection } of mesh.remotes()) replaceOrAddVideo(connection, local.screen);
+    void call.sfu?.publish('screen', [local.screen]);
     view.setTileStream('self', display, undefined);
     local.state.screen = true;
     sendState();
@@ -413,6 +690,7 @@ function stopScreen() {
       connection.senders.delete('screen');
     }
   }
+  call.sfu?.unpublish('screen');
   view.setTileStream('self', local.stream ?? new MediaStream(), undefined);
   local.state.screen = false;
   sendState();
@@ -435,7 +713,7 @@ view.on('leave', () => {
 function updatePeople() {
   const people = [
     { id: call.self.id || 'self', name: call.self.name, role: call.self.role, self: true, hand: local.state.hand },
-    ...mesh.remotes().map((remote) => ({ id: remote.id, name: remote.name, role: remote.role, self: false, hand: remote.state.hand })),
+    ...remotesNow().map((remote) => ({ id: remote.id, name: remote.name, role: remote.role, self: false, hand: remote.state.hand })),
   ];
   view.showPeople(people, isHost());
 }
@@ -468,6 +746,12 @@ view.on('chat', (text) => {
     return;
   }
   chat.add({ ...message, from: { id: call.self.id, name: call.self.name } });
+  if (call.mode === 'sfu') {
+    // Through the server, which stamps the author and echoes it back (the log keeps it once).
+    call.signaling?.send(message);
+    showChat();
+    return;
+  }
   const payload = JSON.stringify(message);
   for (const { connection } of mesh.remotes()) {
     if (connection.chatChannel.readyState === 'open') connection.chatChannel.send(payload);
@@ -499,6 +783,21 @@ function onChatPayload(/** @type {Remote} */ remote, /** @type {unknown} */ raw)
   showChat();
 }
 
+/** A `chat` or `chat-history` through the server (sfu mode). @param {unknown} message */
+function onServerChat(message) {
+  const entries = parseServerChat(message);
+  if (!entries) return;
+  let added = 0;
+  for (const entry of entries) if (entry.from.id !== call.self.id) added += Number(chat.add(entry));
+  // One's own message, echoed: known already unless this page lost it (a reconnection).
+  for (const entry of entries) if (entry.from.id === call.self.id) chat.add(entry);
+  if (added && !view.chatOpen) {
+    unread += added;
+    view.setUnread(unread);
+  }
+  showChat();
+}
+
 function showChat() {
   view.showChat(chat.messages(), call.self.id);
 }
@@ -506,6 +805,7 @@ function showChat() {
 // --- Files ------------------------------------------------------------------------------------
 
 view.on('file', (file, target) => {
+  if (call.mode === 'sfu') return shareThroughSite(file);
   const targets = target === 'all' ? mesh.remotes() : mesh.remotes().filter((remote) => remote.id === target);
   if (!targets.length) {
     view.toast('There is nobody to send the file to yet.');
@@ -525,6 +825,43 @@ view.on('file', (file, target) => {
     void sender.send().then((sent) => sent && row.done(`Sent, ${formatBytes(file.size)}`));
   }
 });
+
+/**
+ * In a call on the media server a file goes to the site once, and everyone gets a link to it.
+ * @param {File} file
+ */
+function shareThroughSite(file) {
+  if (file.size > config.fileMaxBytes) {
+    view.toast(`Files shared in this call can be at most ${formatBytes(config.fileMaxBytes)}.`);
+    return;
+  }
+  const upload = uploadFile(config.filesUrl, file, {
+    peer: call.self.id,
+    csrfToken: config.csrfToken,
+    onProgress: (bytes) => row.progress(bytes),
+  });
+  const row = view.addTransfer(
+    { id: crypto.randomUUID(), direction: 'out', name: file.name, size: file.size, who: 'everyone' },
+    () => upload.cancel(),
+  );
+  upload.done.then(
+    () => row.done(`Shared, ${formatBytes(file.size)}`),
+    (/** @type {Error} */ error) => row.done(error.message === 'Cancelled' ? 'Cancelled' : `Failed: ${error.message}`),
+  );
+}
+
+/** @param {any} message a `file` message: a file someone shared in a call on the media server */
+function onSharedFile(message) {
+  const shared = parseSharedFile(message);
+  if (!shared || shared.from.id === call.self.id) return; // one's own is shown as it uploads
+  const row = view.addTransfer(
+    { id: shared.id, direction: 'in', name: shared.name, size: shared.size, who: shared.from.name },
+    () => row.done('Dismissed'),
+  );
+  row.done(formatBytes(shared.size));
+  row.download(shared.url, shared.name, shared.sha256);
+  view.announcer.say(`${shared.from.name} shared a file, ${shared.name}.`);
+}
 
 function receiveFile(/** @type {Remote} */ remote, /** @type {RTCDataChannel} */ channel) {
   const id = fileTransferId(channel.label);
@@ -555,6 +892,26 @@ setInterval(async () => {
   /** @type {string | null} */
   let loudest = null;
   let loudestLevel = 0.02;
+  if (call.mode === 'sfu' && call.sfu) {
+    const session = call.sfu;
+    const quality = await sfuQuality(session).catch(() => null);
+    if (!quality || call.sfu !== session) return;
+    for (const remote of sfuPeople.remotes()) {
+      view.setTileQuality(remote.id, quality.summary, session.subscriptionState);
+      const level = quality.levels.get(remote.id) ?? 0;
+      if (level > loudestLevel && remote.state.audio) {
+        loudest = remote.id;
+        loudestLevel = level;
+      }
+    }
+    view.setActiveSpeaker(loudest);
+    if (loudest && reception.speakers[0] !== loudest) {
+      // The speaker moves into the videos received, if the last N had left them out.
+      reception.speakers = [loudest, ...reception.speakers.filter((id) => id !== loudest)];
+      scheduleReception(0);
+    }
+    return;
+  }
   for (const remote of mesh.remotes()) {
     try {
       const stats = await remote.connection.getStatsSummary();
@@ -575,6 +932,9 @@ function end(why, canJoinAgain) {
   if (call.ended) return;
   call.ended = true;
   mesh.close();
+  call.sfu?.close();
+  call.sfu = null;
+  sfuPeople.close();
   local.screen?.stop();
   for (const track of local.stream?.getTracks() ?? []) track.stop();
   stopMeter();

@@ -199,3 +199,49 @@ function isValidText(text) {
 function isRecord(value) {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
+
+/**
+ * Return the chat entries a message of the server carries in sfu mode (docs/signaling.md, "Chat
+ * in sfu mode"): a `chat` stamped with its author's `from`, or a `chat-history`. Null if anything
+ * in it is invalid; only the known fields are copied.
+ *
+ * @param {unknown} message the parsed websocket message
+ * @returns {ChatEntry[] | null}
+ */
+export function parseServerChat(message) {
+  if (!isRecord(message)) return null;
+  if (message.type === 'chat') {
+    const fields = parseFields(message);
+    const from = parseAuthor(message.from);
+    return fields && from ? [{ ...fields, from }] : null;
+  }
+  if (message.type === 'chat-history') {
+    const { messages } = message;
+    if (!Array.isArray(messages) || messages.length > HISTORY_LIMIT) return null;
+    /** @type {ChatEntry[]} */
+    const entries = [];
+    for (const entry of messages) {
+      const fields = isRecord(entry) ? parseFields(entry) : null;
+      const from = isRecord(entry) ? parseAuthor(entry.from) : null;
+      if (!fields || !from) return null;
+      entries.push({ ...fields, from });
+    }
+    return entries;
+  }
+  return null;
+}
+
+/** What a websocket frame may hold (80 KiB), less room for the envelope around the history. */
+export const SERVER_HISTORY_BYTES = 72 * 1024;
+
+/**
+ * Return the `chat-history` message for a newcomer in sfu mode, to send through the server.
+ *
+ * @param {ChatLog} log
+ * @param {string} to the newcomer's peer id
+ * @param {(peerId: string) => string | undefined} [nameOf]
+ */
+export function serverHistoryMessage(log, to, nameOf = () => undefined) {
+  const { messages } = JSON.parse(historyPayload(log, nameOf, SERVER_HISTORY_BYTES));
+  return { type: 'chat-history', to, messages };
+}

@@ -532,3 +532,67 @@ function opened(channel) {
 function nextEvent(target, type) {
   return new Promise((resolve) => target.addEventListener(type, () => resolve(), { once: true }));
 }
+
+// --- Files in a call through the media server: uploaded to the site, announced, downloaded ------
+
+/**
+ * @typedef {object} SharedFile a file the server announced to the call (a `file` message)
+ * @property {string} id
+ * @property {string} name
+ * @property {number} size
+ * @property {string} mime
+ * @property {string} sha256
+ * @property {string} url a path on this site
+ * @property {{id: string, name: string}} from
+ */
+
+/**
+ * Check a `file` message from the server; return the file, or null when it is malformed.
+ * @param {any} message
+ * @returns {SharedFile | null}
+ */
+export function parseSharedFile(message) {
+  if (!message || typeof message !== 'object') return null;
+  const { id, name, size, mime, sha256, url } = message;
+  const from = message.from;
+  const valid =
+    typeof id === 'string' && ID_PATTERN.test(id) &&
+    typeof name === 'string' && name.length > 0 &&
+    Number.isSafeInteger(size) && size > 0 &&
+    typeof mime === 'string' &&
+    typeof sha256 === 'string' && SHA256_PATTERN.test(sha256) &&
+    // Only a path of this site: never a link elsewhere, nor javascript:.
+    typeof url === 'string' && url.startsWith('/rooms/') && !url.startsWith('//') &&
+    from && typeof from.id === 'string' && typeof from.name === 'string';
+  if (!valid) return null;
+  return { id, name: sanitizeFileName(name), size, mime, sha256, url, from: { id: from.id, name: from.name } };
+}
+
+/**
+ * Upload a file to the call (docs/signaling.md, "Files in sfu mode"), reporting progress.
+ * `done` resolves with the server's answer, or rejects with an Error whose message says why.
+ * @param {string} url
+ * @param {File} file
+ * @param {{peer: string, csrfToken: string, onProgress?: (bytes: number) => void}} options
+ * @returns {{done: Promise<any>, cancel: () => void}}
+ */
+export function uploadFile(url, file, { peer, csrfToken, onProgress }) {
+  const request = new XMLHttpRequest();
+  const done = new Promise((resolve, reject) => {
+    request.open('POST', url);
+    request.setRequestHeader('X-CSRFToken', csrfToken);
+    request.responseType = 'json';
+    request.upload.addEventListener('progress', (event) => onProgress?.(event.loaded));
+    request.addEventListener('load', () => {
+      if (request.status === 201) resolve(request.response);
+      else reject(new Error(request.response?.message ?? `The site refused the file (${request.status}).`));
+    });
+    request.addEventListener('error', () => reject(new Error('The connection to the site failed.')));
+    request.addEventListener('abort', () => reject(new Error('Cancelled')));
+    const form = new FormData();
+    form.append('peer', peer);
+    form.append('file', file, file.name);
+    request.send(form);
+  });
+  return { done, cancel: () => request.abort() };
+}

@@ -412,13 +412,15 @@ export class CallView {
   // --- Tiles ------------------------------------------------------------------------------
 
   /**
-   * Show a person's tile, or return the one shown already.
-   * @param {string} id @param {string} name @param {boolean} self
+   * Show a person's tile, or return the one shown already. A screen tile shows a person's shared
+   * screen apart from their camera (calls through the media server): it is no person of its own.
+   * @param {string} id @param {string} name @param {boolean} self @param {{screen?: boolean}} [options]
    */
-  tile(id, name, self = false) {
+  tile(id, name, self = false, { screen = false } = {}) {
     let tile = this.#tile(id);
     if (!tile) {
-      tile = make('figure', { className: self ? 'tile tile-self' : 'tile', attrs: { 'data-peer-id': id } });
+      const className = self ? 'tile tile-self' : screen ? 'tile tile-screen sharing' : 'tile';
+      tile = make('figure', { className, attrs: { 'data-peer-id': id } });
       const video = /** @type {HTMLVideoElement} */ (make('video', { attrs: { autoplay: '', playsinline: '' } }));
       video.muted = self; // never play one's own microphone back
       // The tile takes the picture's own shape once the picture comes, and again when it changes.
@@ -433,7 +435,7 @@ export class CallView {
       tile.append(video, make('div', { className: 'tile-placeholder', attrs: { 'aria-hidden': 'true' } }), caption, pin);
       if (self) this.tiles.prepend(tile);
       else this.tiles.append(tile);
-      if (!self && this.#welcomed) this.announcer.joined(tile);
+      if (!self && !screen && this.#welcomed) this.announcer.joined(tile);
     }
     this.setTileName(id, name);
     this.#countTiles();
@@ -523,7 +525,7 @@ export class CallView {
     const tile = this.#tile(id);
     if (!tile) return;
     tile.remove();
-    if (!tile.classList.contains('tile-self') && this.#welcomed) this.announcer.person('left', tile.dataset.name ?? '');
+    if (!tile.matches('.tile-self, .tile-screen') && this.#welcomed) this.announcer.person('left', tile.dataset.name ?? '');
     this.#countTiles();
   }
 
@@ -533,10 +535,24 @@ export class CallView {
   }
 
   #countTiles() {
-    const count = this.tiles.querySelectorAll('.tile').length;
-    this.tiles.dataset.count = String(count);
-    byId('people-count').textContent = String(count);
+    this.tiles.dataset.count = String(this.tiles.querySelectorAll('.tile').length);
+    byId('people-count').textContent = String(this.tiles.querySelectorAll('.tile:not(.tile-screen)').length);
     this.#scheduleLayout();
+  }
+
+  /** The width of every tile now, in CSS pixels, by its id. */
+  tileWidths() {
+    /** @type {Map<string, number>} */
+    const widths = new Map();
+    for (const tile of this.tiles.querySelectorAll('.tile')) {
+      widths.set(tile.getAttribute('data-peer-id') ?? '', tile.getBoundingClientRect().width);
+    }
+    return widths;
+  }
+
+  /** The id of the tile the person pinned, if any. */
+  get pinnedId() {
+    return this.#pinned?.isConnected ? this.#pinned.getAttribute('data-peer-id') : null;
   }
 
   /** @param {HTMLElement} tile */
@@ -577,6 +593,8 @@ export class CallView {
       tile.classList.toggle('on-stage', tile === stage);
       tile.classList.toggle('in-strip', Boolean(stage) && tile !== stage);
     });
+    // The tiles' sizes changed: call.js asks for the video layers that fit them.
+    this.#do('layout');
   }
 
   // --- Controls ---------------------------------------------------------------------------

@@ -123,3 +123,48 @@ def test_each_server_relays_a_signal_to_the_named_peer_only(servers, name):
     for peer in carol_welcome["peers"]:
         assert set(peer) == {"id", "name", "role", "state", "instance"}
     assert carol_welcome["room"]["slug"] == room.slug
+
+
+@pytest.mark.slow
+def test_the_quick_bench_measures_the_media_server_scenarios(tmp_path):
+    """
+    sfu-room adds aiortc clients to a room on a Janus of its own (2, then 3 in a quick run) and
+    measures each; sfu-browsers puts Chromium processes in a mesh call (and, once the page's SFU
+    path is there, an SFU one) and measures each browser. Whether a room is served is the bench's
+    to say: here each step has its figures, and every client decoded every other one.
+    """
+    saved = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "sfu-room,sfu-browsers"]
+        + ["--json", str(saved)],
+        cwd=BASE_DIR,
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads(saved.read_text())
+
+    room = results["sfu-room"]
+    assert "error" not in room, room
+    assert [step["people"] for step in room["steps"]] == [2, 3], room
+    for step in room["steps"]:
+        assert step["decoded_fps_min"] > 0, step
+        assert min(step["sent_fps"]) > 0, step
+        for figure in ("janus_cpu", "load_cpu", "janus_cpu_per_forwarded_stream"):
+            assert not math.isnan(step[figure]), (figure, step)
+        assert step["forwarded_video_streams"] == step["people"] * (step["people"] - 1)
+
+    browsers = results["sfu-browsers"]
+    assert "error" not in browsers, browsers
+    measured = [browsers["mesh"]]
+    if "skipped" not in browsers["sfu"]:
+        measured.append(browsers["sfu"])
+    for call in measured:
+        assert "error" not in call, call
+        assert len(call["people"]) == 3
+        for person in call["people"]:
+            assert person["cpu"] > 0 and person["video_kbps_out"] > 0, person
+            assert person["decoded_fps_in"] > 0, person
+    assert "| SFU room" in run.stdout and "Chromium processes in a call, mesh" in run.stdout

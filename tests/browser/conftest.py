@@ -77,6 +77,22 @@ def site(tmp_path):
     site.stop_all()
 
 
+@pytest.fixture
+def sfu_site(tmp_path, janus_server):
+    """
+    The site in one daphne process, as `site`, with a media server: the test session's Janus.
+
+    A module that tests calls through the media server makes it its `site`, so that `person`
+    and the seed fixtures use it: `def site(sfu_site): return sfu_site`.
+    """
+    site = BrowserSite(
+        tmp_path, JANUS_URL=janus_server.url, JANUS_API_SECRET=janus_server.api_secret
+    )
+    site.port = site.start()
+    yield site
+    site.stop_all()
+
+
 SEED_MEMBERS_CALL = """
 from tests.factories import RoomFactory, UserFactory
 

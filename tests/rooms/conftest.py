@@ -1,8 +1,10 @@
 """Fixtures for the room tests: a call with its people, with or without a lobby."""
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 
-from rooms import services
+from rooms import live, services
 from tests.factories import RoomFactory, UserFactory
 
 
@@ -39,3 +41,21 @@ def lobby_call(transactional_db):
     call = Call(lobby_enabled=True)
     call.gail = call.guest("Gail")
     return call
+
+
+@pytest.fixture
+def listener():
+    """Listen to rooms' live-call groups on the channel layer; yield a function that adds one."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    groups = []
+
+    def listen(room) -> str:
+        group = live.room_group(room.slug)
+        async_to_sync(layer.group_add)(group, channel)
+        groups.append(group)
+        return channel
+
+    yield listen
+    for group in groups:
+        async_to_sync(layer.group_discard)(group, channel)

@@ -4,7 +4,9 @@ import asyncio
 import json
 import uuid
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
@@ -56,6 +58,7 @@ class Peer:
         page: str = "",
         browser: str = "",
         cookie: bytes = b"",
+        protocol: int = 1,
     ):
         """
         Open a socket as a page would; `page` is the page's own instance name. The session is
@@ -64,8 +67,9 @@ class Peer:
         page = page or f"page-{uuid.uuid4().hex}"
         cookie = cookie or await session_cookie_for(user, guest, browser)
         headers = [(b"host", b"localhost:8000"), (b"origin", origin), (b"cookie", cookie)]
+        query = f"instance={page}" + (f"&protocol={protocol}" if protocol != 1 else "")
         communicator = WebsocketCommunicator(
-            application, f"/ws/rooms/{slug}/?instance={page}", headers=headers
+            application, f"/ws/rooms/{slug}/?{query}", headers=headers
         )
         connected, _ = await communicator.connect(timeout=5)
         assert connected, "the server must accept, then explain any refusal"
@@ -146,3 +150,19 @@ class Peer:
         await self.communicator.disconnect()
         # Let the consumer finish its clean-up (presence, attendance) before the test goes on.
         await asyncio.sleep(0.05)
+
+
+def receive(channel: str) -> dict:
+    """Return the next event on a channel of the layer."""
+
+    async def first_message():
+        # The timeout only keeps a missing message from hanging the run.
+        return await asyncio.wait_for(get_channel_layer().receive(channel), timeout=5)
+
+    return async_to_sync(first_message)()
+
+
+def pending(channel: str) -> int:
+    """Return how many messages wait on a channel of the in-process layer."""
+    queue = get_channel_layer().channels.get(channel)
+    return 0 if queue is None else queue.qsize()

@@ -1,4 +1,3 @@
-import asyncio
 import csv
 import datetime as dt
 import io
@@ -6,14 +5,13 @@ import re
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib import admin
 from django.db import connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from rooms import live, services
+from rooms import services
 from rooms.models import (
     Attendance,
     Ban,
@@ -25,7 +23,9 @@ from rooms.models import (
     Role,
     Room,
 )
+from rooms.presence import get_presence
 from tests.factories import MeetingFactory, RoomFactory, UserFactory
+from tests.rooms.signaling_helpers import pending, receive
 
 pytestmark = pytest.mark.django_db
 
@@ -54,38 +54,6 @@ def run_action(client, model, action: str, objects, **extra):
         {"action": action, "_selected_action": [obj.pk for obj in objects], **extra},
         follow=True,
     )
-
-
-@pytest.fixture
-def listener():
-    """Listen to rooms' live-call groups on the channel layer; yield a function that adds one."""
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    groups = []
-
-    def listen(room: Room) -> str:
-        group = live.room_group(room.slug)
-        async_to_sync(layer.group_add)(group, channel)
-        groups.append(group)
-        return channel
-
-    yield listen
-    for group in groups:
-        async_to_sync(layer.group_discard)(group, channel)
-
-
-def receive(channel: str) -> dict:
-    async def first_message():
-        # The timeout only keeps a missing message from hanging the run.
-        return await asyncio.wait_for(get_channel_layer().receive(channel), timeout=5)
-
-    return async_to_sync(first_message)()
-
-
-def pending(channel: str) -> int:
-    """Return how many messages wait on a channel of the in-memory layer."""
-    queue = get_channel_layer().channels.get(channel)
-    return 0 if queue is None else queue.qsize()
 
 
 @pytest.fixture
@@ -173,6 +141,30 @@ def test_room_list_shows_the_next_occurrence_that_is_not_cancelled(admin_client)
     assert model_admin.next_meeting(listed) == TOMORROW_NINE + dt.timedelta(hours=2)
 
 
+def test_room_list_shows_how_each_live_call_carries_video_and_on_which_server(admin_client):
+    mesh, sfu = RoomFactory(name="Mesh"), RoomFactory(name="Sfu")
+    RoomFactory(name="Quiet")  # nobody in its call
+    presence = get_presence()
+    for room in (mesh, sfu):
+        entry = {"id": f"peer-{room.pk}", "instance": f"page-{room.pk}", "name": "Ann"}
+        async_to_sync(presence.admit)(room.slug, entry, limit=12)
+    record = {"mode": "sfu", "server": "ws://10.0.0.5:8188", "generation": 1}
+    async_to_sync(presence.set_media)(sfu.slug, record)
+    try:
+        response = admin_client.get(changelist(Room))
+
+        model_admin = response.context["cl"].model_admin
+        shown = {
+            room.name: model_admin.live_participants(room)
+            for room in response.context["cl"].result_list
+        }
+        assert shown == {"Mesh": "1, peer-to-peer", "Sfu": "1, on ws://10.0.0.5:8188", "Quiet": 0}
+        assert b"1, on ws://10.0.0.5:8188" in response.content
+    finally:
+        for room in (mesh, sfu):
+            async_to_sync(presence.remove)(room.slug, f"peer-{room.pk}")
+
+
 def test_room_list_queries_do_not_grow_with_the_rooms(admin_client):
     def add_rooms(count: int) -> None:
         for _ in range(count):
@@ -241,6 +233,7 @@ def room_form_data(room: Room, **changes) -> dict:
         "description": room.description,
         "access": room.access,
         "max_participants": room.max_participants,
+        "media": room.media,
         "opens_minutes_before": room.opens_minutes_before,
         **changes,
     }

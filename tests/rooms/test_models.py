@@ -1,6 +1,7 @@
 import datetime as dt
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
@@ -48,8 +49,8 @@ def test_the_database_refuses_an_edit_that_moves_the_end_before_the_start():
     )
 
 
-@pytest.mark.parametrize("limit", [0, 1, 13, 100])
-def test_the_database_keeps_room_sizes_between_2_and_12(limit):
+@pytest.mark.parametrize("limit", [0, 1, 51, 100])
+def test_the_database_keeps_room_sizes_between_2_and_50(limit):
     owner = UserFactory()
 
     assert refused_by_database(
@@ -98,3 +99,18 @@ def test_attendance_cannot_end_before_it_began():
             left_at=NOON - dt.timedelta(seconds=1),
         )
     )
+
+
+def test_a_room_past_12_people_needs_the_media_server(settings):
+    owner = UserFactory()
+    room = Room(owner=owner, name="All hands", slug="all-hands", max_participants=25)
+
+    settings.JANUS_URLS = []
+    with pytest.raises(ValidationError):
+        room.full_clean()
+    settings.JANUS_URLS = ["ws://10.0.0.5:8188"]
+    room.full_clean()
+    assert room.participant_limit() == 25
+    room.media = Room.Media.MESH
+    with pytest.raises(ValidationError):
+        room.full_clean()

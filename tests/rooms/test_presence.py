@@ -186,3 +186,25 @@ async def test_names_are_listed_for_the_people_endpoint(presence):
     await presence.wait("r", entry("wa"))
 
     assert await asyncio.to_thread(presence.names, "r") == ["Al", "Bo"]
+
+
+async def test_a_call_s_media_record_is_set_once_moved_by_generation_and_goes_with_the_call(
+    presence,
+):
+    first = {"mode": "sfu", "server": "ws://a", "generation": 1}
+    assert await presence.set_media("r", first) is None  # nobody is in the call
+    await presence.admit("r", entry("a"), limit=5)
+
+    assert await presence.set_media("r", first) == first
+    # Two processes moving the call at once: the first one wins, the other gets its record.
+    assert await presence.set_media("r", dict(first, server="ws://b")) == first
+    moved = {"mode": "sfu", "server": "ws://b", "generation": 2}
+    assert await presence.set_media("r", moved, replacing=1) == moved
+    stale = {"mode": "sfu", "server": "ws://c", "generation": 2}
+    assert await presence.set_media("r", stale, replacing=1) == moved
+    assert await presence.media("r") == moved
+    assert await asyncio.to_thread(presence.media_now, "r") == moved
+
+    await presence.remove("r", "a")
+
+    assert await presence.media("r") is None  # the next call starts peer-to-peer again

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from bench.sfu_room import SfuClient, camera_pictures, everyone_decodes, until
 from tests.live_site import LiveSite, seed_call
 from tests.signaling_client import SignalingClient
 
@@ -129,4 +130,39 @@ async def test_two_clients_talk_through_one_process_without_redis(tmp_path):
         }
         await olga.close()
     finally:
+        site.stop_all()
+
+
+async def test_a_call_through_the_media_server_spans_two_processes(
+    tmp_path, redis_server, janus_server
+):
+    site = LiveSite(
+        tmp_path,
+        redis_url=redis_server.url,
+        JANUS_URL=janus_server.url,
+        JANUS_API_SECRET=janus_server.api_secret,
+    )
+    clients = []
+    try:
+        call = seed_call(site, "ann")
+        site.run(
+            "from rooms.models import Room\n"
+            f"Room.objects.filter(slug={call['slug']!r}).update(media='sfu')\n"
+            "print('null')"
+        )
+        first, second = site.start(), site.start()
+        pictures = camera_pictures(frames=10)
+        for port, name in ((first, "olga"), (second, "ann")):
+            client = await SfuClient.join(port, call["slug"], call["sessions"][name], pictures)
+            clients.append(client)
+            await client.publish()
+
+        assert await until(lambda: everyone_decodes(clients, at_least=30), 30)
+        media = site.run(
+            f"from rooms import live\nprint(json.dumps(live.call_media({call['slug']!r})))"
+        )
+        assert (media["mode"], media["server"]) == ("sfu", janus_server.url)
+    finally:
+        for client in clients:
+            await client.close()
         site.stop_all()

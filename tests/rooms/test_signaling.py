@@ -778,6 +778,7 @@ def test_every_close_reason_has_a_code_and_nothing_else_does():
         "not-found",
         "replaced",
         "unavailable",
+        "protocol-unsupported",
     }
 
 
@@ -887,3 +888,109 @@ def test_a_missing_or_malformed_instance_gets_a_fresh_one_each_time(client_insta
     first = signaling.peer_instance("user:1", client_instance)
 
     assert signaling.peer_instance("user:1", client_instance) != first
+
+
+# --- Protocol 2: calls through the media server -------------------------------------------------
+
+SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"
+
+
+def parse(message: dict) -> ClientMessage:
+    return parse_client_message(json.dumps(message))
+
+
+def test_publish_names_a_feed_and_carries_an_offer_and_nothing_else():
+    message = parse(
+        {
+            "type": "publish",
+            "feed": "screen",
+            "description": {"type": "offer", "sdp": SDP, "extra": 1},
+            "extra": True,
+        }
+    )
+
+    assert message == ClientMessage(
+        "publish", {"feed": "screen", "description": {"type": "offer", "sdp": SDP}}
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        (
+            {"type": "publish", "feed": "window", "description": {"type": "offer", "sdp": SDP}},
+            "bad-value",
+        ),
+        (
+            {"type": "publish", "feed": "camera", "description": {"type": "answer", "sdp": SDP}},
+            "bad-value",
+        ),
+        ({"type": "subscribe-answer", "description": {"type": "offer", "sdp": SDP}}, "bad-value"),
+        ({"type": "unpublish"}, "missing-field"),
+        ({"type": "trickle", "target": "elsewhere", "candidate": None}, "bad-value"),
+        ({"type": "receive", "streams": {"mid": "1"}}, "wrong-type"),
+        ({"type": "receive", "streams": [{"mid": "1", "layer": 3}]}, "bad-value"),
+        ({"type": "receive", "streams": [{"mid": "1", "layer": True}]}, "bad-value"),
+        ({"type": "receive", "streams": [{"mid": "1"}] * 201}, "too-large"),
+        ({"type": "chat", "id": "a", "text": "   ", "sentAt": 1}, "bad-value"),
+        ({"type": "chat", "id": "", "text": "hi", "sentAt": 1}, "bad-value"),
+        ({"type": "chat", "id": "a", "text": "hi", "sentAt": "today"}, "bad-value"),
+        ({"type": "chat", "id": "a", "text": "x" * 4001, "sentAt": 1}, "bad-value"),
+        ({"type": "chat", "id": "a", "text": "\U0001f600" * 2001, "sentAt": 1}, "bad-value"),
+        (
+            {
+                "type": "chat-history",
+                "to": "p1",
+                "messages": [{"id": "a", "text": "hi", "sentAt": 1}],
+            },
+            "missing-field",
+        ),
+    ],
+)
+def test_protocol_2_messages_that_break_the_rules_are_refused(message, code):
+    assert refusal(json.dumps(message)).code == code
+
+
+def test_a_chat_message_is_counted_as_javascript_counts_it():
+    text = "\U0001f600" * 2000  # 4000 UTF-16 code units: the most there may be
+
+    message = parse({"type": "chat", "id": "m-1", "text": text, "sentAt": 1767225600000})
+
+    assert message.fields == {"id": "m-1", "text": text, "sentAt": 1767225600000}
+
+
+def test_receive_keeps_only_what_it_names_for_each_stream():
+    message = parse(
+        {
+            "type": "receive",
+            "streams": [{"mid": "1", "layer": 0, "x": 1}, {"mid": "3", "send": False}],
+        }
+    )
+
+    assert message.fields == {"streams": [{"mid": "1", "layer": 0}, {"mid": "3", "send": False}]}
+
+
+def test_a_chat_history_carries_each_message_with_its_author():
+    history = [
+        {"id": "a", "text": "hi", "sentAt": 1, "from": {"id": "p2", "name": "Ann", "x": 1}, "y": 2}
+    ]
+
+    message = parse({"type": "chat-history", "to": "p1", "messages": history})
+
+    assert message.fields == {
+        "to": "p1",
+        "messages": [{"id": "a", "text": "hi", "sentAt": 1, "from": {"id": "p2", "name": "Ann"}}],
+    }
+
+
+def test_the_welcome_of_protocol_2_says_how_the_media_travel_and_protocol_1_s_does_not():
+    arguments = {
+        "self_peer": {"id": "p1", "name": "Ann", "role": "participant", "instance": "i"},
+        "peers": [],
+        "ice_servers": [],
+        "room": {"slug": "s", "name": "S", "locked": False},
+    }
+
+    assert "media" not in signaling.welcome(**arguments)
+    second = signaling.welcome(**arguments, protocol=2, media_mode="sfu")
+    assert (second["protocol"], second["media"]) == (2, {"mode": "sfu"})
