@@ -606,6 +606,6 @@ async def test_the_admin_room_list_shows_who_is_in_the_call(call, admin_user):
 
     page = await sync_to_async(client.get)("/admin/rooms/room/", {"q": call.room.slug})
 
-    assert '<td class="field-live_participants">2</td>' in page.text
+    assert '<td class="field-live_participants">2, peer-to-peer</td>' in page.text
     await ann.leave()
     await olga.leave()

@@ -50,6 +50,7 @@ class MediaClient:
         self.subscription: RTCPeerConnection | None = None
         self.streams: dict[str, dict] = {}  # mid -> {peer, feed, kind}
         self.frames: dict[str, int] = {}  # peer id -> video frames decoded from them
+        self.sound: dict[str, int] = {}  # peer id -> audio frames decoded from them
         self.messages: list[dict] = []  # everything else the server sent
         self.offers = 0
         self.moves = 0  # times the server said the call moved (to another media server)
@@ -119,18 +120,16 @@ class MediaClient:
         )
 
     def on_track(self, track) -> None:
-        if track.kind != "video":
-            return
         mid = next(t.mid for t in self.subscription.getTransceivers() if t.receiver.track is track)
-        self.run(self.count(track, mid))
+        self.run(self.count(track, mid, self.frames if track.kind == "video" else self.sound))
 
-    async def count(self, track, mid: str) -> None:
+    async def count(self, track, mid: str, counts: dict[str, int]) -> None:
         with contextlib.suppress(Exception):  # the track ends when its sender leaves
             while True:
                 await track.recv()
                 stream = self.streams.get(mid)
                 if stream is not None:
-                    self.frames[stream["peer"]] = self.frames.get(stream["peer"], 0) + 1
+                    counts[stream["peer"]] = counts.get(stream["peer"], 0) + 1
 
     def receiving_from(self) -> set[str]:
         """Return whose video the current subscription carries."""
@@ -352,6 +351,34 @@ async def test_a_kicked_person_s_feed_stops_for_the_others_within_a_second(sfu_c
         again = await Peer.connect(sfu_call.room.slug, user=sfu_call.ann, protocol=2)
         error, code = await again.refused()
         assert (error["code"], code) == (signaling.KICKED, 4403)
+    finally:
+        for client in (olga, ann, carl):
+            await client.close()
+
+
+async def test_a_host_s_mute_silences_a_person_in_the_media_server_until_they_unmute(sfu_call):
+    olga = await MediaClient.join(sfu_call.room, sfu_call.owner)
+    ann = await MediaClient.join(sfu_call.room, sfu_call.ann)
+    carl = await MediaClient.join(sfu_call.room, sfu_call.carl)
+    try:
+        await carl.until(lambda: carl.sound.get(ann.id, 0) > 50 and sees_everyone(carl, [ann]))
+
+        await olga.peer.send({"type": "mute", "id": ann.id})
+
+        request = await ann.wait_for(lambda m: m["type"] == "mute-request")
+        assert request["by"] == {"id": olga.id, "name": "Olga"}
+        # Ann's page goes on sending her microphone: the media server no longer forwards it.
+        await asyncio.sleep(1)
+        heard = carl.sound[ann.id]
+        await asyncio.sleep(1)
+        assert carl.sound[ann.id] == heard
+        assert carl.frames[ann.id] > FRAMES + 30  # her video was not touched
+
+        quiet = {"audio": False, "video": True, "screen": False, "hand": False}
+        await ann.peer.send({"type": "state", "state": quiet})
+        await ann.peer.send({"type": "state", "state": {**quiet, "audio": True}})
+
+        await carl.until(lambda: carl.sound[ann.id] > heard + 50, timeout=5)
     finally:
         for client in (olga, ann, carl):
             await client.close()
