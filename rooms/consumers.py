@@ -338,8 +338,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         threshold = self.arrival.sfu_from if self.protocol >= 2 else 0
         if media is not None or not threshold or count < threshold:
             return media
-        record = {"mode": signaling.SFU, "server": sfu.media_servers().place(self.slug)}
-        record["generation"] = 1
+        server = sfu.media_servers().place(self.slug)
+        record = {"mode": signaling.SFU, "server": server, "generation": 1}
         media = await retrying(self.presence.set_media, self.slug, record)
         if media == record and count > 1:  # this connection moved a call already under way
             await self.tell_room({"type": "media.moved", "media": media})
@@ -397,8 +397,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             else:
                 logger.error("no media server answers for the call in %s", self.slug)
                 return
-            record = {"mode": signaling.SFU, "server": server}
-            record["generation"] = lost["generation"] + 1
+            record = {"mode": signaling.SFU, "server": server, "generation": lost["generation"] + 1}
             media = await retrying(
                 self.presence.set_media, self.slug, record, replacing=lost["generation"]
             )

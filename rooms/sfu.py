@@ -176,20 +176,25 @@ class Participant:
         self.session = await janus.session()
         camera = await self.session.attach(VIDEOROOM)
         await ensure_room(camera, self.room_id)
-        joined = await camera.message(
+        joined = await self.join(camera, "camera")
+        self.heard_of(joined.get("publishers", []))
+        self.run(self.follow_room(camera))
+        self.run(self.keep_subscription())
+
+    async def join(self, handle, feed: str) -> dict:
+        """Join the room with a handle, as the publisher of one of this person's feeds."""
+        joined = await handle.message(
             {
                 "request": "join",
                 "ptype": "publisher",
                 "room": room_number(self.room_id),
-                "display": display(self.peer_id, "camera"),
+                "display": display(self.peer_id, feed),
             },
             answered_later=True,
         )
-        self.publishers["camera"] = camera
-        self.publisher_ids["camera"] = joined["id"]
-        self.heard_of(joined.get("publishers", []))
-        self.run(self.follow_room(camera))
-        self.run(self.keep_subscription())
+        self.publishers[feed] = handle
+        self.publisher_ids[feed] = joined["id"]
+        return joined
 
     async def close(self) -> None:
         """End the session: Janus takes this person's feeds out of everyone's subscription."""
@@ -223,17 +228,7 @@ class Participant:
         handle = self.publishers.get(feed)
         if handle is None:  # a screen share: a publisher of its own
             handle = await self.session.attach(VIDEOROOM)
-            joined = await handle.message(
-                {
-                    "request": "join",
-                    "ptype": "publisher",
-                    "room": room_number(self.room_id),
-                    "display": display(self.peer_id, feed),
-                },
-                answered_later=True,
-            )
-            self.publishers[feed] = handle
-            self.publisher_ids[feed] = joined["id"]
+            await self.join(handle, feed)
         reply = await handle.message({"request": "configure"}, jsep=offer, answered_later=True)
         self.own_streams[feed] = reply.get("streams", [])
         return {"type": reply["jsep"]["type"], "sdp": reply["jsep"]["sdp"]}

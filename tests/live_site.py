@@ -138,7 +138,7 @@ SEED_CALL = """
 from tests.factories import RoomFactory, UserFactory
 
 owner = UserFactory(username="olga", display_name="Olga")
-room = RoomFactory(owner=owner, name="Across", access="members")
+room = RoomFactory(owner=owner, name="Across", access="members", media=MEDIA, max_participants=12)
 people = {"olga": owner}
 for name in NAMES:
     people[name] = UserFactory(username=name, display_name=name.title())
@@ -146,6 +146,9 @@ print(json.dumps({"slug": room.slug, "sessions": {n: session_for(u) for n, u in 
 """
 
 
-def seed_call(site: LiveSite, *names: str) -> dict:
-    """Make a members room owned by olga, and signed-in sessions for olga and each name."""
-    return site.run(f"NAMES = {list(names)!r}\n" + SESSIONS + SEED_CALL)
+def seed_call(site: LiveSite, *names: str, media: str = "auto") -> dict:
+    """
+    Make a members room of this media mode (for up to 12) owned by olga, and signed-in sessions
+    for olga and each name.
+    """
+    return site.run(f"MEDIA = {media!r}\nNAMES = {list(names)!r}\n" + SESSIONS + SEED_CALL)

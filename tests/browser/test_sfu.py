@@ -33,7 +33,7 @@ from tests.browser.pages import (
     set_chat_open,
     transfers,
 )
-from tests.live_site import SESSIONS
+from tests.live_site import seed_call
 
 pytestmark = pytest.mark.browser
 
@@ -82,25 +82,6 @@ def camera_browser(playwright, playwright_disabled_features, tmp_path_factory):
     )
     yield browser
     browser.close()
-
-
-SEED_SFU_CALL = """
-from rooms.models import Room
-from tests.factories import RoomFactory, UserFactory
-
-owner = UserFactory(username="olga", display_name="Olga")
-room = RoomFactory(owner=owner, name="Through the media server", access="members")
-Room.objects.filter(pk=room.pk).update(media=MEDIA, max_participants=12)
-people = {"olga": owner}
-for name in NAMES:
-    people[name] = UserFactory(username=name, display_name=name.title())
-print(json.dumps({"slug": room.slug, "sessions": {n: session_for(u) for n, u in people.items()}}))
-"""
-
-
-def seed_call(site, media: str, *names: str) -> dict:
-    """A members room of this media mode owned by Olga; signed-in sessions for her and each name."""
-    return site.run(f"MEDIA = {media!r}\nNAMES = {list(names)!r}\n" + SESSIONS + SEED_SFU_CALL)
 
 
 # Every RTCPeerConnection the page makes, for the test to read its statistics: the page's own
@@ -216,7 +197,7 @@ def expect_everyone_seen(people) -> None:
 
 def test_six_people_each_send_one_camera_and_see_five(site, person, camera_browser):
     names = ["olga", "ann", "ben", "cy", "dee", "eve"]
-    call = seed_call(site, "sfu", *names[1:])
+    call = seed_call(site, *names[1:], media="sfu")
     url = site.call_url(call["slug"])
     people = [join(person, camera_browser, name, call["sessions"][name], url) for name in names]
 
@@ -267,7 +248,7 @@ def test_an_automatic_call_moves_to_the_media_server_at_five_without_a_reload(
     site, person, camera_browser
 ):
     names = ["olga", "ann", "ben", "cy", "dee"]
-    call = seed_call(site, "auto", *names[1:])
+    call = seed_call(site, *names[1:], media="auto")
     url = site.call_url(call["slug"])
     people = [join(person, camera_browser, name, call["sessions"][name], url) for name in names[:4]]
 
@@ -289,7 +270,7 @@ def test_an_automatic_call_moves_to_the_media_server_at_five_without_a_reload(
 
 def test_chat_through_the_media_server_reaches_everyone_as_text(site, person, camera_browser):
     names = ["olga", "ann", "ben", "cy"]
-    call = seed_call(site, "sfu", *names[1:])
+    call = seed_call(site, *names[1:], media="sfu")
     url = site.call_url(call["slug"])
     people = [join(person, camera_browser, name, call["sessions"][name], url) for name in names[:3]]
     olga, ann, ben = people
@@ -326,7 +307,7 @@ def test_a_file_shared_through_the_site_reaches_everyone_whole(
     site, person, camera_browser, tmp_path
 ):
     names = ["olga", "ann", "ben"]
-    call = seed_call(site, "sfu", *names[1:])
+    call = seed_call(site, *names[1:], media="sfu")
     url = site.call_url(call["slug"])
     people = [join(person, camera_browser, name, call["sessions"][name], url) for name in names]
     olga, ann, ben = people
@@ -358,7 +339,7 @@ def test_a_file_shared_through_the_site_reaches_everyone_whole(
 
 def test_after_a_restart_of_the_site_everyone_publishes_again(site, person, camera_browser):
     names = ["olga", "ann", "ben"]
-    call = seed_call(site, "sfu", *names[1:])
+    call = seed_call(site, *names[1:], media="sfu")
     url = site.call_url(call["slug"])
     people = [join(person, camera_browser, name, call["sessions"][name], url) for name in names]
     expect_everyone_seen(people)
@@ -417,7 +398,7 @@ def video_received_over(page: Page, seconds: float) -> int:
 
 def test_a_hidden_page_receives_no_video_and_sound_goes_on(site, person, camera_browser):
     names = ["olga", "ann", "ben"]
-    call = seed_call(site, "sfu", *names[1:])
+    call = seed_call(site, *names[1:], media="sfu")
     url = site.call_url(call["slug"])
     people = [join(person, camera_browser, name, call["sessions"][name], url) for name in names]
     olga, ann, ben = people
@@ -446,7 +427,7 @@ def test_after_a_restart_of_the_media_server_everyone_publishes_again(
     site, person, camera_browser, janus_server
 ):
     names = ["olga", "ann", "ben"]
-    call = seed_call(site, "sfu", *names[1:])
+    call = seed_call(site, *names[1:], media="sfu")
     url = site.call_url(call["slug"])
     people = [join(person, camera_browser, name, call["sessions"][name], url) for name in names]
     expect_everyone_seen(people)

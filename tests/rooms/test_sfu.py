@@ -502,12 +502,7 @@ async def test_a_killed_daphne_process_leaves_no_janus_session(tmp_path, janus_s
     await until_no_sessions(janus_server)  # what earlier tests left has gone
     site = LiveSite(tmp_path, JANUS_URL=janus_server.url, JANUS_API_SECRET=janus_server.api_secret)
     try:
-        call = seed_call(site, "ann")
-        site.run(
-            "from rooms.models import Room\n"
-            f"Room.objects.filter(slug={call['slug']!r}).update(media='sfu')\n"
-            "print('null')"
-        )
+        call = seed_call(site, "ann", media="sfu")
         port = site.start()
         olga = await SignalingClient.join(port, call["slug"], call["sessions"]["olga"], protocol=2)
         ann = await SignalingClient.join(port, call["slug"], call["sessions"]["ann"], protocol=2)
